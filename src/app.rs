@@ -1,0 +1,162 @@
+//! Building and running the broker: the HTTP client, the core and its background refreshes, the first
+//! loads (bounded, so the Functions host's readiness poll is not answered before keys exist when they
+//! can be had), the listener on IPv4 loopback, and serving until shutdown.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::azure::key_vault::VaultReader;
+use crate::broker::allowlist::Allowlist;
+use crate::broker::credential::CredentialSource;
+use crate::broker::exchange::TokenEndpoint;
+use crate::broker::jwks::JwksCache;
+use crate::broker::metrics::Metrics;
+use crate::broker::policy::Policy;
+use crate::broker::rate_limit::RateLimiter;
+use crate::broker::token_cache::TokenCache;
+use crate::broker::upstream::Upstream;
+use crate::broker::validation::CallerValidator;
+use crate::broker::{Broker, BrokerParts};
+use crate::refresh::{self, VaultSources};
+use crate::settings::{ClientSecretSource, Settings};
+
+/// Longest wait for the first signing keys and Key Vault values before listening anyway; the host
+/// allows 30 s, and requests arriving before the keys get a 503 with Retry-After.
+const FIRST_LOAD_WAIT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("bind 127.0.0.1:{port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error("build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    #[error("set up the Key Vault client: {0}")]
+    KeyVault(#[from] azure_core::Error),
+    #[error("build the token endpoint URL: {0}")]
+    Url(#[from] url::ParseError),
+}
+
+pub struct App {
+    listener: TcpListener,
+    broker: Arc<Broker>,
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(settings.http_timeout))
+            .timeout(settings.http_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("token-broker/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let vault = match &settings.key_vault {
+            Some(key_vault) => Some(VaultSources {
+                reader: VaultReader::new(key_vault, http.clone())?,
+                allowlist_secret: settings.allowlist_secret_name.clone(),
+                client_secret: match &settings.client_secret {
+                    ClientSecretSource::KeyVault { name } => Some(name.clone()),
+                    ClientSecretSource::Value(_) => None,
+                },
+            }),
+            None => None,
+        };
+        let broker = Arc::new(Broker::new(parts(&settings, Upstream::new(http))?));
+
+        // First loads run concurrently, bounded; the refresh loops take over from there.
+        let first_loads = async {
+            let keys = refresh::load_keys(&broker);
+            match &vault {
+                Some(sources) => tokio::join!(keys, refresh::load_vault(&broker, sources)).0,
+                None => keys.await,
+            }
+        };
+        if tokio::time::timeout(FIRST_LOAD_WAIT, first_loads)
+            .await
+            .is_err()
+        {
+            tracing::warn!("first loads did not finish in time; serving while they continue");
+        }
+        refresh::spawn_key_refresh(broker.clone(), settings.jwks_refresh);
+        if let Some(sources) = vault {
+            refresh::spawn_vault_refresh(broker.clone(), sources, settings.allowlist_refresh);
+        }
+        refresh::spawn_housekeeping(broker.clone(), HOUSEKEEPING);
+
+        // IPv4 loopback: the host always connects to http://127.0.0.1:<port>.
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, settings.port))
+            .await
+            .map_err(|source| StartupError::Bind {
+                port: settings.port,
+                source,
+            })?;
+        Ok(Self { listener, broker })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        if let Ok(addr) = self.local_addr() {
+            tracing::info!(addr = %addr, "listening");
+        }
+        warp::serve(crate::http::routes(self.broker))
+            .incoming(self.listener)
+            .graceful(shutdown)
+            .run()
+            .await;
+    }
+}
+
+fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, StartupError> {
+    let tenant = settings.tenant_id.clone();
+    let client_id = settings.client_id.clone();
+    let jwks = Arc::new(JwksCache::new(
+        upstream.clone(),
+        settings.authority_host.clone(),
+        tenant.clone(),
+        settings.jwks_min_refresh,
+    ));
+    let credential = Arc::new(match &settings.client_secret {
+        ClientSecretSource::Value(secret) => CredentialSource::fixed(secret.clone()),
+        ClientSecretSource::KeyVault { .. } => CredentialSource::pending(),
+    });
+    Ok(BrokerParts {
+        validator: CallerValidator::new(
+            jwks.clone(),
+            tenant.clone(),
+            client_id.clone(),
+            settings.clock_skew,
+        ),
+        jwks,
+        policy: Policy {
+            allowlist: Arc::new(Allowlist::new(
+                settings.static_allowlist.clone(),
+                settings.key_vault.is_some(),
+            )),
+            user_access: settings.user_access.clone(),
+            required_user_scope: settings.required_user_scope.clone(),
+            allowed_scopes: settings.allowed_scopes.clone(),
+            audiences: settings.audiences.clone(),
+            revision: settings.policy_revision,
+        },
+        endpoint: TokenEndpoint::new(
+            upstream,
+            &settings.authority_host,
+            &tenant,
+            client_id.clone(),
+        )?,
+        cache: TokenCache::new(settings.token_margin),
+        rate_limiter: RateLimiter::new(settings.rate_limits),
+        credential,
+        metrics: Arc::new(Metrics::default()),
+        tenant,
+        client_id,
+    })
+}

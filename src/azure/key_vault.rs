@@ -1,0 +1,105 @@
+//! Reads Key Vault secrets with the Function App's managed identity (`IDENTITY_ENDPOINT` /
+//! `IDENTITY_HEADER`, set by App Service), through the official SDK and the broker's own HTTP client.
+//!
+//! The SDK's challenge-resource check compares host names and cannot pass for a vault on loopback, so it
+//! is replaced by a stricter rule: the managed identity is only ever asked for the Key Vault audience.
+
+use std::sync::Arc;
+
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport};
+use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions};
+use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+
+use crate::broker::error::LoadFailure;
+use crate::secret::Secret;
+use crate::settings::KeyVaultSettings;
+
+pub struct VaultReader {
+    client: SecretClient,
+}
+
+impl VaultReader {
+    pub fn new(settings: &KeyVaultSettings, http: reqwest::Client) -> azure_core::Result<Self> {
+        let client_options = || ClientOptions {
+            transport: Some(Transport::new(Arc::new(http.clone()))),
+            // The broker's refresh loop retries on its own schedule; the SDK's backoff would stall it.
+            retry: RetryOptions::none(),
+            ..ClientOptions::default()
+        };
+        let identity = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+            client_options: client_options(),
+            ..Default::default()
+        }))?;
+        let credential = Arc::new(KeyVaultAudienceOnly {
+            identity,
+            scope: format!("{}/.default", settings.audience),
+        });
+        let client = SecretClient::new(
+            settings.url.as_str(),
+            credential,
+            Some(SecretClientOptions {
+                client_options: client_options(),
+                verify_challenge_resource: Some(false),
+                ..Default::default()
+            }),
+        )?;
+        Ok(Self { client })
+    }
+
+    /// The secret's current value. Failures are classified, never described with the value.
+    pub async fn read(&self, name: &str) -> Result<Secret, LoadFailure> {
+        let response = self
+            .client
+            .get_secret(name, None)
+            .await
+            .map_err(|err| classify(name, &err))?;
+        let secret = response.into_model().map_err(|err| classify(name, &err))?;
+        secret.value.map(Secret::new).ok_or_else(|| {
+            tracing::warn!(secret = name, "Key Vault secret has no value");
+            LoadFailure::Misconfigured
+        })
+    }
+}
+
+fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
+    let status = err.http_status();
+    let failure = match status {
+        Some(
+            StatusCode::Unauthorized
+            | StatusCode::Forbidden
+            | StatusCode::NotFound
+            | StatusCode::BadRequest,
+        ) => LoadFailure::Misconfigured,
+        _ => LoadFailure::Unreachable,
+    };
+    tracing::warn!(secret = name, status = status.map(u16::from), kind = ?err.kind(), ?failure, "Key Vault read failed");
+    failure
+}
+
+/// The managed identity, restricted to one scope: a challenge naming any other resource is refused
+/// before a token is requested, so Key Vault (or anything answering at its URL) can never obtain a token
+/// for another audience.
+#[derive(Debug)]
+struct KeyVaultAudienceOnly {
+    identity: Arc<ManagedIdentityCredential>,
+    scope: String,
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for KeyVaultAudienceOnly {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        if scopes != [self.scope.as_str()] {
+            tracing::warn!(requested = ?scopes, "Key Vault challenge named another audience; refused");
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                "Key Vault challenge named an audience other than the configured Key Vault audience",
+            ));
+        }
+        self.identity.get_token(scopes, options).await
+    }
+}

@@ -1,0 +1,4 @@
+//! The broker's two Azure SDK dependencies, behind small functions: the Function App's managed
+//! identity (App Service identity endpoint) and Key Vault secrets. No SDK type leaks out of here.
+
+pub mod key_vault;

@@ -1,0 +1,280 @@
+//! The two grants at Entra's v2 token endpoint: client credentials for the broker's own service
+//! principal, and On-Behalf-Of (RFC 7523 jwt-bearer, `requested_token_use=on_behalf_of`) for a user.
+//! No Rust crate does OBO, and both grants share one form post, so both live here, small.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::broker::entra_error;
+use crate::broker::error::{UpstreamError, UpstreamErrorKind};
+use crate::broker::ids::{ClientId, TenantId};
+use crate::broker::scope::TargetScope;
+use crate::broker::upstream::{Upstream, UpstreamCallError};
+use crate::broker::validation::now;
+use crate::secret::Secret;
+
+const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// Consecutive unavailable answers that open the breaker, and how long it then stays open.
+const BREAKER_THRESHOLD: u32 = 3;
+const BREAKER_OPEN: Duration = Duration::from_secs(5);
+/// Longest token lifetime believed (Entra issues 60-90 minutes; 24 h is generous).
+const MAX_EXPIRES_IN: u64 = 86_400;
+const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// A token Entra issued.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: Secret,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub correlation_id: String,
+    pub upstream_ms: u64,
+}
+
+pub struct TokenEndpoint {
+    upstream: Upstream,
+    url: Url,
+    client_id: ClientId,
+    breaker: Breaker,
+}
+
+impl TokenEndpoint {
+    pub fn new(
+        upstream: Upstream,
+        authority: &Url,
+        tenant: &TenantId,
+        client_id: ClientId,
+    ) -> Result<Self, url::ParseError> {
+        Ok(Self {
+            upstream,
+            url: authority.join(&format!("{tenant}/oauth2/v2.0/token"))?,
+            client_id,
+            breaker: Breaker::default(),
+        })
+    }
+
+    pub async fn client_credentials(
+        &self,
+        secret: &Secret,
+        scope: &TargetScope,
+    ) -> Result<IssuedToken, UpstreamError> {
+        self.request(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", secret.expose()),
+            ("scope", scope.as_str()),
+        ])
+        .await
+    }
+
+    pub async fn on_behalf_of(
+        &self,
+        secret: &Secret,
+        assertion: &Secret,
+        scope: &TargetScope,
+    ) -> Result<IssuedToken, UpstreamError> {
+        self.request(&[
+            ("grant_type", OBO_GRANT),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", secret.expose()),
+            ("assertion", assertion.expose()),
+            ("scope", scope.as_str()),
+            ("requested_token_use", "on_behalf_of"),
+        ])
+        .await
+    }
+
+    async fn request(&self, form: &[(&str, &str)]) -> Result<IssuedToken, UpstreamError> {
+        self.breaker.check()?;
+        let correlation_id = new_correlation_id();
+        let started = Instant::now();
+        let outcome = match self
+            .upstream
+            .post_form(&self.url, form, &correlation_id)
+            .await
+        {
+            Ok(response) if response.status.is_success() => parse_success(&response.body),
+            Ok(response) => Err(entra_error::classify(
+                response.status,
+                response.retry_after,
+                &response.body,
+            )),
+            Err(UpstreamCallError::Body) => {
+                Err(UpstreamError::new(UpstreamErrorKind::InvalidResponse))
+            }
+            Err(_) => Err(UpstreamError::new(UpstreamErrorKind::Unavailable)),
+        };
+        let upstream_ms = started.elapsed().as_millis() as u64;
+        self.breaker.record(&outcome);
+        match outcome {
+            Ok((access_token, expires_in)) => Ok(IssuedToken {
+                access_token,
+                expires_at: now() + expires_in,
+                correlation_id,
+                upstream_ms,
+            }),
+            Err(mut err) => {
+                err.correlation_id.get_or_insert(correlation_id);
+                Err(err)
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token_type: String,
+    expires_in: ExpiresIn,
+    access_token: String,
+}
+
+/// Entra sends a number; some proxies and older endpoints send a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ExpiresIn {
+    Number(u64),
+    Text(String),
+}
+
+fn parse_success(body: &[u8]) -> Result<(Secret, u64), UpstreamError> {
+    let invalid = || UpstreamError::new(UpstreamErrorKind::InvalidResponse);
+    let response: TokenResponse = serde_json::from_slice(body).map_err(|_| invalid())?;
+    let expires_in = match response.expires_in {
+        ExpiresIn::Number(n) => n,
+        ExpiresIn::Text(text) => text.parse().map_err(|_| invalid())?,
+    };
+    let token = response.access_token;
+    let token_ok = !token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && token.bytes().all(|b| b.is_ascii_graphic());
+    if !response.token_type.eq_ignore_ascii_case("bearer")
+        || !token_ok
+        || expires_in == 0
+        || expires_in > MAX_EXPIRES_IN
+    {
+        return Err(invalid());
+    }
+    Ok((Secret::new(token), expires_in))
+}
+
+fn new_correlation_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Fails fast while Entra is down or throttling, instead of piling requests onto it: opens after
+/// `BREAKER_THRESHOLD` consecutive unavailable answers, and for the `Retry-After` of a 429.
+#[derive(Default)]
+struct Breaker {
+    consecutive_failures: AtomicU32,
+    /// Unix milliseconds until which calls fail fast (0 = closed).
+    open_until_ms: AtomicU64,
+    /// Unix milliseconds until which Entra asked us to wait.
+    throttled_until_ms: AtomicU64,
+}
+
+impl Breaker {
+    fn check(&self) -> Result<(), UpstreamError> {
+        let now = now_ms();
+        let throttled_until = self.throttled_until_ms.load(Ordering::Acquire);
+        if throttled_until > now {
+            let retry_after = Duration::from_millis(throttled_until - now)
+                .as_secs()
+                .max(1);
+            return Err(UpstreamError::new(UpstreamErrorKind::Throttled {
+                retry_after: Duration::from_secs(retry_after),
+            }));
+        }
+        if self.open_until_ms.load(Ordering::Acquire) > now {
+            return Err(UpstreamError::new(UpstreamErrorKind::Unavailable));
+        }
+        Ok(())
+    }
+
+    fn record<T>(&self, outcome: &Result<T, UpstreamError>) {
+        match outcome.as_ref().map_err(|err| &err.kind) {
+            Err(UpstreamErrorKind::Unavailable | UpstreamErrorKind::InvalidResponse) => {
+                let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+                if failures >= BREAKER_THRESHOLD {
+                    self.open_until_ms.store(
+                        now_ms() + BREAKER_OPEN.as_millis() as u64,
+                        Ordering::Release,
+                    );
+                    self.consecutive_failures.store(0, Ordering::Release);
+                }
+            }
+            Err(UpstreamErrorKind::Throttled { retry_after }) => {
+                self.throttled_until_ms
+                    .store(now_ms() + retry_after.as_millis() as u64, Ordering::Release);
+            }
+            _ => self.consecutive_failures.store(0, Ordering::Release),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_body_is_parsed_strictly() {
+        let ok = br#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ0.eyJ1.c2ln"}"#;
+        let (token, expires_in) = parse_success(ok).unwrap();
+        assert_eq!((token.expose(), expires_in), ("eyJ0.eyJ1.c2ln", 3599));
+        let text = br#"{"token_type":"bearer","expires_in":"60","access_token":"abc"}"#;
+        assert_eq!(parse_success(text).unwrap().1, 60);
+        for bad in [
+            &b"<html>oops</html>"[..],
+            br#"{"token_type":"Bearer","expires_in":3599}"#,
+            br#"{"token_type":"mac","expires_in":3599,"access_token":"abc"}"#,
+            br#"{"token_type":"Bearer","expires_in":0,"access_token":"abc"}"#,
+            br#"{"token_type":"Bearer","expires_in":3599,"access_token":"a b"}"#,
+        ] {
+            assert_eq!(
+                parse_success(bad).unwrap_err().kind,
+                UpstreamErrorKind::InvalidResponse
+            );
+        }
+    }
+
+    #[test]
+    fn breaker_opens_after_consecutive_failures_and_on_throttling() {
+        let breaker = Breaker::default();
+        let down: Result<(), _> = Err(UpstreamError::new(UpstreamErrorKind::Unavailable));
+        for _ in 0..BREAKER_THRESHOLD - 1 {
+            breaker.record(&down);
+            assert!(breaker.check().is_ok());
+        }
+        breaker.record(&down);
+        assert_eq!(
+            breaker.check().unwrap_err().kind,
+            UpstreamErrorKind::Unavailable
+        );
+
+        let breaker = Breaker::default();
+        breaker.record::<()>(&Err(UpstreamError::new(UpstreamErrorKind::Throttled {
+            retry_after: Duration::from_secs(30),
+        })));
+        assert!(matches!(
+            breaker.check().unwrap_err().kind,
+            UpstreamErrorKind::Throttled { .. }
+        ));
+    }
+}

@@ -1,0 +1,87 @@
+//! Entra identifiers (tenant, client and object ids) as canonical lower-case GUIDs.
+//!
+//! Parsing accepts only the 8-4-4-4-12 ASCII-hex form, so whitespace, braces and Unicode look-alikes of an
+//! allowed id never compare equal to it; letter case is folded because Entra treats GUIDs case-insensitively.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A GUID in canonical lower-case form. Equality is exact on that form.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Guid(Box<str>);
+
+/// A tenant (directory) id.
+pub type TenantId = Guid;
+/// An application (client) id.
+pub type ClientId = Guid;
+/// A user's or service principal's object id (`oid`).
+pub type ObjectId = Guid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("expected a GUID such as 00000000-0000-0000-0000-000000000000")]
+pub struct NotAGuid;
+
+impl Guid {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Guid {
+    type Err = NotAGuid;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 36 {
+            return Err(NotAGuid);
+        }
+        let well_formed = bytes.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+        if well_formed {
+            Ok(Self(text.to_ascii_lowercase().into()))
+        } else {
+            Err(NotAGuid)
+        }
+    }
+}
+
+impl fmt::Display for Guid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Guid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_case_guid_is_folded_to_lower_case() {
+        let guid: Guid = "1A2B3C4D-5E6F-4A7B-8C9D-0E1F2A3B4C5D".parse().unwrap();
+        assert_eq!(guid.as_str(), "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
+    }
+
+    #[test]
+    fn look_alikes_of_a_guid_are_rejected() {
+        for case in [
+            " 1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+            "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d ",
+            "{1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d}",
+            "1a2b3c4d5e6f4a7b8c9d0e1f2a3b4c5d",
+            "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5\u{0434}",
+            "1a2b3c4d\u{2010}5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+            "\u{ff11}a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+            "",
+        ] {
+            assert_eq!(case.parse::<Guid>(), Err(NotAGuid), "{case:?}");
+        }
+    }
+}

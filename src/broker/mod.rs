@@ -1,0 +1,212 @@
+//! The core: validates callers, enforces the allowlist, user policy, scope and audience maps, and
+//! performs client-credential or On-Behalf-Of exchanges through the token cache. Knows nothing of warp
+//! or the wire JSON; answers in domain types and `BrokerError`.
+
+pub mod allowlist;
+pub mod caller;
+pub mod credential;
+pub mod digest;
+pub mod entra_error;
+pub mod error;
+pub mod exchange;
+pub mod ids;
+pub mod jwks;
+pub mod metrics;
+pub mod policy;
+pub mod rate_limit;
+pub mod scope;
+pub mod timed;
+pub mod token_cache;
+pub mod upstream;
+pub mod validation;
+
+use std::sync::Arc;
+
+use crate::broker::caller::{Caller, CallerKind};
+use crate::broker::credential::CredentialSource;
+use crate::broker::digest::Digest;
+use crate::broker::error::BrokerError;
+use crate::broker::exchange::TokenEndpoint;
+use crate::broker::ids::{ClientId, TenantId};
+use crate::broker::jwks::JwksCache;
+use crate::broker::metrics::Metrics;
+use crate::broker::policy::Policy;
+use crate::broker::rate_limit::RateLimiter;
+use crate::broker::scope::TargetScope;
+use crate::broker::token_cache::{Grant, TokenCache};
+use crate::broker::validation::CallerValidator;
+use crate::secret::Secret;
+
+/// Which identity a token is issued to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// On-Behalf-Of: a token for the signed-in user.
+    User,
+    /// Client credentials: the broker's own service principal.
+    Service,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Service => "service",
+        }
+    }
+}
+
+pub struct Broker {
+    pub jwks: Arc<JwksCache>,
+    pub policy: Policy,
+    pub credential: Arc<CredentialSource>,
+    pub metrics: Arc<Metrics>,
+    pub cache: TokenCache,
+    pub rate_limiter: RateLimiter,
+    validator: CallerValidator,
+    endpoint: Arc<TokenEndpoint>,
+    tenant: TenantId,
+    client_id: ClientId,
+}
+
+/// The parts `Broker::new` assembles; built by `app`.
+pub struct BrokerParts {
+    pub jwks: Arc<JwksCache>,
+    pub validator: CallerValidator,
+    pub policy: Policy,
+    pub endpoint: TokenEndpoint,
+    pub cache: TokenCache,
+    pub rate_limiter: RateLimiter,
+    pub credential: Arc<CredentialSource>,
+    pub metrics: Arc<Metrics>,
+    pub tenant: TenantId,
+    pub client_id: ClientId,
+}
+
+impl Broker {
+    pub fn new(parts: BrokerParts) -> Self {
+        Self {
+            jwks: parts.jwks,
+            policy: parts.policy,
+            credential: parts.credential,
+            metrics: parts.metrics,
+            cache: parts.cache,
+            rate_limiter: parts.rate_limiter,
+            validator: parts.validator,
+            endpoint: Arc::new(parts.endpoint),
+            tenant: parts.tenant,
+            client_id: parts.client_id,
+        }
+    }
+
+    /// A validated caller whose token meets the user-scope rule.
+    pub async fn authenticate(&self, bearer: &Secret) -> Result<Arc<Caller>, BrokerError> {
+        let (caller, _) = self.validator.validate(bearer).await?;
+        self.policy.check_user_scope(&caller)?;
+        Ok(caller)
+    }
+
+    /// Takes one request from the caller's and the overall budget.
+    pub fn check_rate(&self, caller: &Caller) -> Result<(), BrokerError> {
+        self.rate_limiter.check(&caller.oid)
+    }
+
+    /// The lane a request runs in: as asked, or by default users' own and apps' the service's. An app
+    /// can never have the user lane, and a user lane never falls back to the service principal.
+    pub fn choose_lane(&self, caller: &Caller, asked: Option<Lane>) -> Result<Lane, BrokerError> {
+        match (asked, caller.kind) {
+            (Some(Lane::User), CallerKind::Msi) => Err(BrokerError::LaneNotAllowed),
+            (Some(lane), _) => Ok(lane),
+            (None, CallerKind::User) => Ok(Lane::User),
+            (None, CallerKind::Msi) => Ok(Lane::Service),
+        }
+    }
+
+    /// The broker's service-principal token for `scope` (client credentials).
+    pub async fn service_token(&self, scope: &TargetScope) -> Result<Grant, BrokerError> {
+        let credential = self.credential.current()?;
+        let key = Digest::of(&[
+            b"client_credentials",
+            self.tenant.as_str().as_bytes(),
+            self.client_id.as_str().as_bytes(),
+            credential.version.as_bytes(),
+            scope.as_str().as_bytes(),
+        ]);
+        let endpoint = self.endpoint.clone();
+        let metrics = self.metrics.clone();
+        let scope = scope.clone();
+        let fetch = move || {
+            let (endpoint, metrics, credential, scope) = (
+                endpoint.clone(),
+                metrics.clone(),
+                credential.clone(),
+                scope.clone(),
+            );
+            async move {
+                Metrics::add(&metrics.token_endpoint_calls);
+                let issued = endpoint
+                    .client_credentials(&credential.secret, &scope)
+                    .await;
+                if issued.is_err() {
+                    Metrics::add(&metrics.token_endpoint_failures);
+                }
+                issued
+            }
+        };
+        self.count(self.cache.get_or_fetch(key, u64::MAX, fetch).await)
+    }
+
+    /// A token for `scope` issued to the calling user, by On-Behalf-Of with the user's own token. The
+    /// cache key includes the user, the tenant and a digest of that token, and the result is never served
+    /// past that token's expiry.
+    pub async fn on_behalf_of(
+        &self,
+        caller: &Caller,
+        assertion: &Secret,
+        scope: &TargetScope,
+    ) -> Result<Grant, BrokerError> {
+        let credential = self.credential.current()?;
+        let key = Digest::of(&[
+            b"on_behalf_of",
+            caller.tenant.as_str().as_bytes(),
+            self.client_id.as_str().as_bytes(),
+            credential.version.as_bytes(),
+            caller.oid.as_str().as_bytes(),
+            scope.as_str().as_bytes(),
+            Digest::of(&[assertion.expose().as_bytes()]).as_bytes(),
+        ]);
+        let endpoint = self.endpoint.clone();
+        let metrics = self.metrics.clone();
+        let (scope, assertion) = (scope.clone(), assertion.clone());
+        let fetch = move || {
+            let (endpoint, metrics, credential, scope, assertion) = (
+                endpoint.clone(),
+                metrics.clone(),
+                credential.clone(),
+                scope.clone(),
+                assertion.clone(),
+            );
+            async move {
+                Metrics::add(&metrics.token_endpoint_calls);
+                let issued = endpoint
+                    .on_behalf_of(&credential.secret, &assertion, &scope)
+                    .await;
+                if issued.is_err() {
+                    Metrics::add(&metrics.token_endpoint_failures);
+                }
+                issued
+            }
+        };
+        self.count(self.cache.get_or_fetch(key, caller.expires_at, fetch).await)
+    }
+
+    fn count(&self, outcome: Result<Grant, error::UpstreamError>) -> Result<Grant, BrokerError> {
+        if let Ok(grant) = &outcome {
+            Metrics::add(if grant.cache_hit {
+                &self.metrics.cache_hits
+            } else {
+                &self.metrics.cache_misses
+            });
+        }
+        Ok(outcome?)
+    }
+}

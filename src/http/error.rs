@@ -1,0 +1,402 @@
+//! The one place errors become HTTP: status, stable `error` code, fixed description and extra headers
+//! (`WWW-Authenticate`, `Retry-After`, `Allow`). Descriptions never echo input or upstream text.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+
+use crate::broker::error::{BrokerError, LoadFailure, UpstreamErrorKind};
+
+/// Why a request was not served, at the HTTP edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400 `invalid_request`; the reason is for the audit line.
+    BadRequest(&'static str),
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    NotFound,
+    Broker(BrokerError),
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(err: BrokerError) -> Self {
+        Self::Broker(err)
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use BrokerError as B;
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Broker(err) => match err {
+                B::InvalidScope(_) => StatusCode::BAD_REQUEST,
+                B::InvalidCaller(_) => StatusCode::UNAUTHORIZED,
+                B::InsufficientScope
+                | B::CallerNotAllowed
+                | B::ScopeNotAllowed
+                | B::UnknownAudience
+                | B::LaneNotAllowed => StatusCode::FORBIDDEN,
+                B::RevisionMismatch { .. } => StatusCode::CONFLICT,
+                B::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                B::SigningKeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                B::AllowlistUnavailable(LoadFailure::Misconfigured)
+                | B::ClientSecretUnavailable(LoadFailure::Misconfigured) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                B::AllowlistUnavailable(LoadFailure::Unreachable)
+                | B::ClientSecretUnavailable(LoadFailure::Unreachable) => StatusCode::BAD_GATEWAY,
+                B::Upstream(err) => match err.kind {
+                    UpstreamErrorKind::Unavailable
+                    | UpstreamErrorKind::InvalidResponse
+                    | UpstreamErrorKind::Refused => StatusCode::BAD_GATEWAY,
+                    UpstreamErrorKind::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    UpstreamErrorKind::CredentialsRejected | UpstreamErrorKind::ScopeRejected => {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    }
+                    UpstreamErrorKind::InteractionRequired { .. }
+                    | UpstreamErrorKind::AssertionRejected => StatusCode::UNAUTHORIZED,
+                    UpstreamErrorKind::ConsentRequired => StatusCode::FORBIDDEN,
+                },
+            },
+        }
+    }
+
+    /// The stable, documented `error` code. Written out by hand, never derived from `Display`.
+    pub fn code(&self) -> &'static str {
+        use BrokerError as B;
+        match self {
+            Self::BadRequest(_) => "invalid_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::NotFound => "not_found",
+            Self::Broker(err) => match err {
+                B::InvalidScope(_) => "invalid_scope",
+                B::InvalidCaller(_) => "invalid_token",
+                B::InsufficientScope => "insufficient_scope",
+                B::CallerNotAllowed => "caller_not_allowed",
+                B::ScopeNotAllowed => "scope_not_allowed",
+                B::UnknownAudience => "unknown_audience",
+                B::LaneNotAllowed => "lane_not_allowed",
+                B::RevisionMismatch { .. } => "revision_mismatch",
+                B::RateLimited { .. } => "rate_limited",
+                B::SigningKeysUnavailable => "signing_keys_unavailable",
+                B::AllowlistUnavailable(LoadFailure::Misconfigured) => "allowlist_misconfigured",
+                B::AllowlistUnavailable(LoadFailure::Unreachable) => "key_vault_unavailable",
+                B::ClientSecretUnavailable(LoadFailure::Misconfigured) => {
+                    "client_secret_misconfigured"
+                }
+                B::ClientSecretUnavailable(LoadFailure::Unreachable) => "key_vault_unavailable",
+                B::Upstream(err) => match err.kind {
+                    UpstreamErrorKind::Unavailable => "entra_unavailable",
+                    UpstreamErrorKind::InvalidResponse => "entra_invalid_response",
+                    UpstreamErrorKind::Refused => "entra_error",
+                    UpstreamErrorKind::Throttled { .. } => "upstream_throttled",
+                    UpstreamErrorKind::CredentialsRejected => "broker_credentials_rejected",
+                    UpstreamErrorKind::ScopeRejected => "scope_rejected_by_entra",
+                    UpstreamErrorKind::InteractionRequired { .. } => "interaction_required",
+                    UpstreamErrorKind::AssertionRejected => "invalid_token",
+                    UpstreamErrorKind::ConsentRequired => "consent_required",
+                },
+            },
+        }
+    }
+
+    /// A fixed sentence per code. At most it names a setting or lists configured alias names.
+    pub fn description(&self, known_aliases: &[&str]) -> String {
+        let text = match self.code() {
+            "invalid_request" => {
+                "The request body must be a JSON object with the documented fields and types."
+            }
+            "payload_too_large" => "The request body is larger than the broker accepts.",
+            "unsupported_media_type" => "The request body must be sent as application/json.",
+            "method_not_allowed" => "This route does not accept that HTTP method.",
+            "not_found" => "No such route.",
+            "invalid_scope" => {
+                "targetScope must be exactly one scope of the form <resource>/.default."
+            }
+            "invalid_token" => {
+                "The caller token is missing, malformed, expired or not issued for this broker by this tenant."
+            }
+            "insufficient_scope" => "The user token lacks the delegated scope the broker requires.",
+            "caller_not_allowed" => "The caller is not allowed to obtain the broker's tokens.",
+            "scope_not_allowed" => "The requested scope is not in the broker's scope map.",
+            "unknown_audience" => {
+                return format!(
+                    "The audience is not a known alias. Known aliases: {}.",
+                    known_aliases.join(", ")
+                );
+            }
+            "lane_not_allowed" => "An app-only caller cannot use the user lane; use lane service.",
+            "revision_mismatch" => {
+                "The request pins a configuration revision other than the broker's current one."
+            }
+            "rate_limited" => {
+                "Too many requests from this caller or in total; retry after the indicated delay."
+            }
+            "signing_keys_unavailable" => {
+                "The broker has not loaded the tenant's signing keys yet; retry shortly."
+            }
+            "allowlist_misconfigured" => {
+                "The broker could not load its allowlist from Key Vault (access denied, missing or unparseable secret); check BROKER_KEY_VAULT_URL, BROKER_ALLOWLIST_SECRET_NAME and the managed identity's access."
+            }
+            "client_secret_misconfigured" => {
+                "The broker could not load its client secret from Key Vault; check BROKER_CLIENT_SECRET_NAME and the managed identity's access."
+            }
+            "key_vault_unavailable" => {
+                "Key Vault or the managed identity endpoint could not be reached; retry later."
+            }
+            "entra_unavailable" => {
+                "Microsoft Entra ID could not be reached or failed; retry later."
+            }
+            "entra_invalid_response" => {
+                "Microsoft Entra ID answered with something that is not a token response."
+            }
+            "entra_error" => "Microsoft Entra ID refused the token request.",
+            "upstream_throttled" => {
+                "Microsoft Entra ID is throttling the broker; retry after the indicated delay."
+            }
+            "broker_credentials_rejected" => {
+                "Microsoft Entra ID rejected the broker's client credentials; check BROKER_CLIENT_ID and BROKER_CLIENT_SECRET (or BROKER_CLIENT_SECRET_NAME)."
+            }
+            "scope_rejected_by_entra" => {
+                "Microsoft Entra ID does not know the requested resource in this tenant; check the scope map settings."
+            }
+            "interaction_required" => {
+                "The user must sign in again to satisfy a Conditional Access or MFA requirement; retry with a token that carries the claims challenge."
+            }
+            "consent_required" => {
+                "The user or an administrator has not consented to the broker's access to the requested resource."
+            }
+            _ => "The request could not be served.",
+        };
+        text.to_owned()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Broker(BrokerError::RateLimited { retry_after }) => Some(*retry_after),
+            Self::Broker(BrokerError::Upstream(err)) => match err.kind {
+                UpstreamErrorKind::Throttled { retry_after } => Some(retry_after),
+                _ => None,
+            },
+            Self::Broker(BrokerError::SigningKeysUnavailable) => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+
+    fn www_authenticate(&self) -> Option<String> {
+        match self {
+            // RFC 6750 §3: a 401 carries a challenge.
+            _ if self.code() == "invalid_token" => {
+                Some(r#"Bearer error="invalid_token""#.to_owned())
+            }
+            Self::Broker(BrokerError::InsufficientScope) => {
+                Some(r#"Bearer error="insufficient_scope""#.to_owned())
+            }
+            // Microsoft's claims-challenge form for APIs: the claims JSON, base64-encoded.
+            Self::Broker(BrokerError::Upstream(err)) => match &err.kind {
+                UpstreamErrorKind::InteractionRequired { claims } => {
+                    let encoded = base64::engine::general_purpose::STANDARD
+                        .encode(claims.as_deref().unwrap_or("{}"));
+                    Some(format!(
+                        r#"Bearer error="insufficient_claims", claims="{encoded}""#
+                    ))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The JSON body: `error`, `error_description`, and the extra fields some codes carry.
+    pub fn body(&self, known_aliases: &[&str]) -> Value {
+        let mut body =
+            json!({ "error": self.code(), "error_description": self.description(known_aliases) });
+        match self {
+            Self::Broker(BrokerError::RevisionMismatch { current, .. }) => {
+                body["current_revision"] = json!(current);
+            }
+            Self::Broker(BrokerError::Upstream(err)) => {
+                if let UpstreamErrorKind::InteractionRequired { claims } = &err.kind {
+                    body["claims"] = json!(claims);
+                }
+                if matches!(
+                    err.kind,
+                    UpstreamErrorKind::InteractionRequired { .. }
+                        | UpstreamErrorKind::ConsentRequired
+                ) {
+                    body["aadsts"] = json!(err.aadsts);
+                }
+            }
+            _ => {}
+        }
+        body
+    }
+
+    pub fn into_response(self, known_aliases: &[&str]) -> Response {
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&self.body(known_aliases)), self.status())
+                .into_response_inner();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(challenge) = self
+            .www_authenticate()
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Some(delay) = self.retry_after() {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(delay.as_secs().max(1)),
+            );
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+/// `warp::Reply::into_response` under a name that does not collide with `ApiError::into_response`.
+trait IntoResponseInner {
+    fn into_response_inner(self) -> Response;
+}
+
+impl<T: warp::Reply> IntoResponseInner for T {
+    fn into_response_inner(self) -> Response {
+        warp::Reply::into_response(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::error::{CallerError, UpstreamError};
+
+    #[test]
+    fn status_and_code_table() {
+        let upstream = |kind| ApiError::Broker(BrokerError::Upstream(UpstreamError::new(kind)));
+        let cases = [
+            (ApiError::BadRequest("x"), 400, "invalid_request"),
+            (
+                ApiError::Broker(CallerError::Expired.into()),
+                401,
+                "invalid_token",
+            ),
+            (
+                ApiError::Broker(BrokerError::CallerNotAllowed),
+                403,
+                "caller_not_allowed",
+            ),
+            (
+                ApiError::Broker(BrokerError::RevisionMismatch {
+                    pinned: 2,
+                    current: 1,
+                }),
+                409,
+                "revision_mismatch",
+            ),
+            (
+                ApiError::Broker(BrokerError::AllowlistUnavailable(LoadFailure::Unreachable)),
+                502,
+                "key_vault_unavailable",
+            ),
+            (
+                ApiError::Broker(BrokerError::AllowlistUnavailable(
+                    LoadFailure::Misconfigured,
+                )),
+                500,
+                "allowlist_misconfigured",
+            ),
+            (
+                upstream(UpstreamErrorKind::CredentialsRejected),
+                500,
+                "broker_credentials_rejected",
+            ),
+            (
+                upstream(UpstreamErrorKind::Unavailable),
+                502,
+                "entra_unavailable",
+            ),
+            (
+                upstream(UpstreamErrorKind::Throttled {
+                    retry_after: Duration::from_secs(3),
+                }),
+                503,
+                "upstream_throttled",
+            ),
+            (
+                upstream(UpstreamErrorKind::AssertionRejected),
+                401,
+                "invalid_token",
+            ),
+            (
+                upstream(UpstreamErrorKind::ConsentRequired),
+                403,
+                "consent_required",
+            ),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(
+                (err.status().as_u16(), err.code()),
+                (status, code),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_token_carries_the_bearer_challenge() {
+        let response =
+            ApiError::Broker(CallerError::MissingAuthorization.into()).into_response(&[]);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            r#"Bearer error="invalid_token""#
+        );
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn claims_challenge_is_base64_in_the_header_and_raw_in_the_body() {
+        let claims = r#"{"access_token":{"capolids":{"essential":true,"values":["c1"]}}}"#;
+        let err = ApiError::Broker(BrokerError::Upstream(UpstreamError {
+            kind: UpstreamErrorKind::InteractionRequired {
+                claims: Some(claims.into()),
+            },
+            aadsts: Some(50076),
+            correlation_id: None,
+        }));
+        let body = err.body(&[]);
+        assert_eq!(body["claims"], claims);
+        assert_eq!(body["aadsts"], 50076);
+        let response = err.into_response(&[]);
+        let expected = base64::engine::general_purpose::STANDARD.encode(claims);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            format!(r#"Bearer error="insufficient_claims", claims="{expected}""#).as_str()
+        );
+    }
+
+    #[test]
+    fn throttling_passes_retry_after_on() {
+        let err = ApiError::Broker(BrokerError::Upstream(UpstreamError::new(
+            UpstreamErrorKind::Throttled {
+                retry_after: Duration::from_secs(7),
+            },
+        )));
+        assert_eq!(err.into_response(&[]).headers()[header::RETRY_AFTER], "7");
+    }
+}

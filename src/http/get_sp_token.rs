@@ -1,0 +1,100 @@
+//! `POST /api/GetSPToken`: the broker's service-principal token for an allowed scope, with who the
+//! caller was. Used by Fabric notebooks and pipelines behind Outbound Access Policies.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use warp::http::Method;
+use warp::reply::Response;
+
+use crate::broker::Broker;
+use crate::broker::caller::Caller;
+use crate::broker::metrics::Metrics;
+use crate::broker::scope::TargetScope;
+use crate::broker::token_cache::Grant;
+use crate::http::error::ApiError;
+use crate::http::reply::{finish, no_store_json, seconds_left};
+use crate::http::request::RequestParts;
+use crate::telemetry::AuditRecord;
+
+pub const ROUTE: &str = "GetSPToken";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetSpTokenRequest {
+    target_scope: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct GetSpTokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: &'a str,
+    caller: CallerBody<'a>,
+}
+
+#[derive(Serialize)]
+struct CallerBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    display: &'a str,
+    oid: &'a str,
+}
+
+pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
+    Metrics::add(&broker.metrics.requests);
+    let mut record = AuditRecord {
+        request_id: parts.request_id(),
+        route: ROUTE,
+        ..AuditRecord::default()
+    };
+    let outcome = issue(&parts, &broker, &mut record).await;
+    let (caller, scope) = (record.caller.clone(), record.scope.clone());
+    finish(&broker, &record, outcome, |grant| {
+        no_store_json(&body(grant, caller.as_deref(), scope.as_deref()))
+    })
+}
+
+async fn issue(
+    parts: &RequestParts,
+    broker: &Broker,
+    record: &mut AuditRecord,
+) -> Result<Grant, ApiError> {
+    if parts.method != Method::POST {
+        return Err(ApiError::MethodNotAllowed { allow: "POST" });
+    }
+    let request: GetSpTokenRequest = parts.json_body()?;
+    let bearer = parts.bearer().map_err(|err| ApiError::Broker(err.into()))?;
+    let target_scope = request
+        .target_scope
+        .as_str()
+        .ok_or(ApiError::BadRequest("target_scope_not_a_string"))?;
+    let scope = TargetScope::parse(target_scope).map_err(|err| ApiError::Broker(err.into()))?;
+    record.scope = Some(scope.as_str().to_owned());
+    let caller = broker.authenticate(&bearer).await?;
+    record.caller = Some(caller.clone());
+    broker.check_rate(&caller)?;
+    broker.policy.authorize_service(&caller)?;
+    broker.policy.authorize_scope(&scope)?;
+    Ok(broker.service_token(&scope).await?)
+}
+
+fn body<'a>(
+    grant: &'a Grant,
+    caller: Option<&'a Caller>,
+    scope: Option<&'a str>,
+) -> GetSpTokenResponse<'a> {
+    GetSpTokenResponse {
+        // The one place the issued token is exposed: the 200 body.
+        access_token: grant.access_token.expose(),
+        token_type: "Bearer",
+        expires_in: seconds_left(grant.expires_at),
+        scope: scope.unwrap_or_default(),
+        caller: CallerBody {
+            kind: caller.map_or("", |c| c.kind.as_str()),
+            display: caller.map_or("", |c| c.display.as_str()),
+            oid: caller.map_or("", |c| c.oid.as_str()),
+        },
+    }
+}

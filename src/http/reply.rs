@@ -1,0 +1,53 @@
+//! Finishing a request: the audit line, the counters, and the response (`Cache-Control: no-store` on
+//! every token response, RFC 6749 §5.1).
+
+use serde::Serialize;
+use warp::http::{HeaderValue, header};
+use warp::reply::Response;
+
+use crate::broker::Broker;
+use crate::broker::metrics::Metrics;
+use crate::broker::token_cache::Grant;
+use crate::http::error::ApiError;
+use crate::telemetry::{self, AuditRecord};
+
+/// Audits the outcome and turns it into a response; `success` builds the 200 from the grant.
+pub fn finish(
+    broker: &Broker,
+    record: &AuditRecord,
+    outcome: Result<Grant, ApiError>,
+    success: impl FnOnce(&Grant) -> Response,
+) -> Response {
+    telemetry::audit(record, outcome.as_ref());
+    let metrics = &broker.metrics;
+    match outcome {
+        Ok(grant) => {
+            Metrics::add(&metrics.issued);
+            success(&grant)
+        }
+        Err(err) => {
+            Metrics::add(match &err {
+                ApiError::Broker(crate::broker::error::BrokerError::RateLimited { .. }) => {
+                    &metrics.rate_limited
+                }
+                _ if err.status().is_server_error() => &metrics.failed,
+                _ => &metrics.denied,
+            });
+            let aliases: Vec<&str> = broker.policy.audiences.aliases().collect();
+            err.into_response(&aliases)
+        }
+    }
+}
+
+pub fn no_store_json<T: Serialize>(body: &T) -> Response {
+    let mut response = warp::Reply::into_response(warp::reply::json(body));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Whole seconds left until `expires_at` (Unix seconds), never negative.
+pub fn seconds_left(expires_at: u64) -> u64 {
+    expires_at.saturating_sub(crate::broker::validation::now())
+}

@@ -1,0 +1,199 @@
+//! `POST /api/token`: the azure-core `TokenCredential` protocol used by agent containers. Resolves an
+//! audience alias, then runs the user lane (On-Behalf-Of) or the service lane (client credentials).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use warp::http::Method;
+use warp::reply::Response;
+
+use crate::broker::metrics::Metrics;
+use crate::broker::scope::is_alias;
+use crate::broker::token_cache::Grant;
+use crate::broker::{Broker, Lane};
+use crate::http::error::ApiError;
+use crate::http::reply::{finish, no_store_json, seconds_left};
+use crate::http::request::RequestParts;
+use crate::telemetry::AuditRecord;
+
+pub const ROUTE: &str = "token";
+/// Longest `scope` label recorded.
+const MAX_LABEL: usize = 64;
+
+/// Fields are read as JSON values so that a wrong type is a 400 naming the field, not a parse error.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenRequest {
+    audience: Value,
+    #[serde(default)]
+    scope: Value,
+    #[serde(default)]
+    lane: Value,
+    #[serde(default)]
+    configuration_revision: Value,
+}
+
+/// The request once every field has its type and shape.
+struct ParsedRequest {
+    audience: String,
+    label: Option<String>,
+    lane: Option<Lane>,
+    revision: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    expires_on: u64,
+    audience: &'a str,
+    scope: &'a str,
+    lane: &'static str,
+}
+
+pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
+    Metrics::add(&broker.metrics.requests);
+    let mut record = AuditRecord {
+        request_id: parts.request_id(),
+        route: ROUTE,
+        ..AuditRecord::default()
+    };
+    let outcome = issue(&parts, &broker, &mut record).await;
+    let audience = record.audience.clone().unwrap_or_default();
+    let scope = record.scope.clone().unwrap_or_default();
+    let lane = record.lane.map_or("", Lane::as_str);
+    finish(&broker, &record, outcome, |grant| {
+        no_store_json(&TokenResponse {
+            // The one place the issued token is exposed: the 200 body.
+            access_token: grant.access_token.expose(),
+            token_type: "Bearer",
+            expires_in: seconds_left(grant.expires_at),
+            expires_on: grant.expires_at,
+            audience: &audience,
+            scope: &scope,
+            lane,
+        })
+    })
+}
+
+async fn issue(
+    parts: &RequestParts,
+    broker: &Broker,
+    record: &mut AuditRecord,
+) -> Result<Grant, ApiError> {
+    if parts.method != Method::POST {
+        return Err(ApiError::MethodNotAllowed { allow: "POST" });
+    }
+    let request = parse(parts.json_body()?)?;
+    record.audience = Some(request.audience.clone());
+    record.label = request.label.clone();
+    let bearer = parts.bearer().map_err(|err| ApiError::Broker(err.into()))?;
+    let caller = broker.authenticate(&bearer).await?;
+    record.caller = Some(caller.clone());
+    broker.check_rate(&caller)?;
+    broker.policy.check_revision(request.revision)?;
+    let scope = broker.policy.resolve_audience(&request.audience)?;
+    record.scope = Some(scope.as_str().to_owned());
+    let lane = broker.choose_lane(&caller, request.lane)?;
+    record.lane = Some(lane);
+    match lane {
+        Lane::User => Ok(broker.on_behalf_of(&caller, &bearer, &scope).await?),
+        Lane::Service => {
+            broker.policy.authorize_service(&caller)?;
+            Ok(broker.service_token(&scope).await?)
+        }
+    }
+}
+
+fn parse(request: TokenRequest) -> Result<ParsedRequest, ApiError> {
+    let audience = match request.audience {
+        Value::String(alias) if is_alias(&alias) => alias,
+        _ => return Err(ApiError::BadRequest("audience_malformed")),
+    };
+    let label = match request.scope {
+        Value::Null => None,
+        Value::String(label)
+            if label.len() <= MAX_LABEL && label.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Some(label)
+        }
+        _ => return Err(ApiError::BadRequest("scope_label_malformed")),
+    };
+    let lane = match request.lane.as_str() {
+        None if request.lane.is_null() => None,
+        Some("user") => Some(Lane::User),
+        Some("service") => Some(Lane::Service),
+        _ => return Err(ApiError::BadRequest("lane_malformed")),
+    };
+    let revision = match &request.configuration_revision {
+        Value::Null => None,
+        Value::Number(n) => Some(
+            n.as_u64()
+                .ok_or(ApiError::BadRequest("revision_malformed"))?,
+        ),
+        _ => return Err(ApiError::BadRequest("revision_malformed")),
+    };
+    Ok(ParsedRequest {
+        audience,
+        label,
+        lane,
+        revision,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parsed(body: Value) -> Result<ParsedRequest, ApiError> {
+        parse(serde_json::from_value(body).map_err(|_| ApiError::BadRequest("body_not_json"))?)
+    }
+
+    #[test]
+    fn the_clients_request_parses() {
+        let request = parsed(json!({"audience": "sql", "scope": "data_platform", "lane": "user", "configurationRevision": 3})).unwrap();
+        assert_eq!(request.audience, "sql");
+        assert_eq!(request.label.as_deref(), Some("data_platform"));
+        assert_eq!(request.lane, Some(Lane::User));
+        assert_eq!(request.revision, Some(3));
+    }
+
+    #[test]
+    fn malformed_fields_are_bad_requests() {
+        for (body, reason) in [
+            (json!({}), "body_not_json"),
+            (json!({"audience": 7}), "audience_malformed"),
+            (json!({"audience": "SQL"}), "audience_malformed"),
+            (json!({"audience": "sql\u{0}"}), "audience_malformed"),
+            (
+                json!({"audience": "sql", "lane": "admin"}),
+                "lane_malformed",
+            ),
+            (
+                json!({"audience": "sql", "configurationRevision": -1}),
+                "revision_malformed",
+            ),
+            (
+                json!({"audience": "sql", "configurationRevision": "3"}),
+                "revision_malformed",
+            ),
+            (
+                json!({"audience": "sql", "configurationRevision": 1.5}),
+                "revision_malformed",
+            ),
+            (
+                json!({"audience": "sql", "configurationRevision": 1e300}),
+                "revision_malformed",
+            ),
+        ] {
+            assert_eq!(
+                parsed(body.clone()).err(),
+                Some(ApiError::BadRequest(reason)),
+                "{body}"
+            );
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! token-broker: an Azure Functions custom handler that hands short-lived, audience-bound Microsoft
+//! Entra ID access tokens to callers that cannot or should not get them themselves.
+//!
+//! - `settings`: every setting, validated once at start-up.
+//! - `app`: building the core, first loads, the listener, serving.
+//! - `refresh`: background refresh of signing keys and Key Vault values.
+//! - `http`: the route table, wire DTOs, request rules, errors mapped to HTTP in one place.
+//! - `broker`: the core (validation, policy, exchanges, caches); knows nothing of warp.
+//! - `azure`: Key Vault through the Function App's managed identity.
+//! - `telemetry`: JSON logs on stdout and the audit line.
+//! - `secret`: the redacting type for secrets and tokens.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::todo,
+        clippy::unimplemented,
+    )
+)]
+#![deny(clippy::await_holding_lock)]
+
+pub mod app;
+pub mod azure;
+pub mod broker;
+pub mod http;
+pub mod refresh;
+pub mod secret;
+pub mod settings;
+pub mod telemetry;

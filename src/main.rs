@@ -1,0 +1,53 @@
+//! The `token-broker` binary: reads settings, builds the app, serves until a signal, exits with a code.
+//! Configuration errors are one log line naming the setting and exit 1 (never 0: the Functions host
+//! does not restart a handler that exited 0).
+
+use std::process::ExitCode;
+
+use token_broker::app::App;
+use token_broker::settings::Settings;
+use token_broker::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(err) => {
+            tracing::error!(error = %err, "invalid configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+    match App::build(settings).await {
+        Ok(app) => {
+            app.run_until(shutdown_signal()).await;
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "start-up failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGINT or SIGTERM (local runs; in Azure the host kills the process outright).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
