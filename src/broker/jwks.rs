@@ -29,6 +29,14 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    pub fn new(keys: HashMap<String, DecodingKey>, issuers: [String; 2]) -> Self {
+        Self {
+            keys,
+            issuers,
+            loaded_at: Instant::now(),
+        }
+    }
+
     pub fn key(&self, kid: &str) -> Option<&DecodingKey> {
         self.keys.get(kid)
     }
@@ -191,11 +199,7 @@ impl JwksCache {
         if keys.is_empty() {
             return Err(JwksError::Invalid("JWKS holds no usable RSA signing key"));
         }
-        Ok(KeySet {
-            keys,
-            issuers: [v1_issuer, v2_issuer],
-            loaded_at: Instant::now(),
-        })
+        Ok(KeySet::new(keys, [v1_issuer, v2_issuer]))
     }
 
     async fn discover(&self, path: &str) -> Result<Discovery, JwksError> {

@@ -13,7 +13,7 @@ use crate::broker::caller::{Caller, CallerKind};
 use crate::broker::digest::Digest;
 use crate::broker::error::{BrokerError, CallerError};
 use crate::broker::ids::{ClientId, Guid, TenantId};
-use crate::broker::jwks::JwksCache;
+use crate::broker::jwks::{JwksCache, KeySet};
 use crate::broker::timed::{Timed, TimedExpiry};
 use crate::secret::Secret;
 
@@ -24,10 +24,15 @@ const MAX_DISPLAY: usize = 256;
 
 pub struct CallerValidator {
     jwks: Arc<JwksCache>,
-    tenant: TenantId,
-    client_id: ClientId,
-    skew: Duration,
+    rules: TokenRules,
     validated: Cache<Digest, Timed<Arc<Caller>>>,
+}
+
+/// The checks a token must pass against a given key set: pure, so tests and fuzzing reach it directly.
+pub struct TokenRules {
+    pub tenant: TenantId,
+    pub client_id: ClientId,
+    pub skew: Duration,
 }
 
 /// The claims the broker reads. Unknown claims are ignored; a duplicated known claim fails parsing.
@@ -64,9 +69,11 @@ impl CallerValidator {
     ) -> Self {
         Self {
             jwks,
-            tenant,
-            client_id,
-            skew,
+            rules: TokenRules {
+                tenant,
+                client_id,
+                skew,
+            },
             validated: Cache::builder()
                 .max_capacity(VALIDATED_CAPACITY)
                 .expire_after(TimedExpiry)
@@ -90,15 +97,27 @@ impl CallerValidator {
     }
 
     async fn validate_fully(&self, token: &str) -> Result<Caller, BrokerError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| CallerError::Malformed)?;
-        // Only RS256. Trusting the header's `alg` is how "HS256 signed with the public key" forgeries
-        // get in. `jku`, `x5u`, `jwk` and `x5c` are never consulted: keys come from the tenant's JWKS.
-        if header.alg != Algorithm::RS256 {
-            return Err(CallerError::AlgorithmNotAllowed.into());
-        }
-        let kid = header.kid.ok_or(CallerError::MissingKeyId)?;
+        let kid = key_id(token)?;
         let keys = self.jwks.key_set_for(&kid).await?;
-        let key = keys.key(&kid).ok_or(CallerError::UnknownKey)?;
+        Ok(self.rules.verify(token, &kid, &keys)?)
+    }
+}
+
+/// The `kid` of an RS256 token's header. `jku`, `x5u`, `jwk` and `x5c` are never consulted: keys come
+/// only from the tenant's JWKS.
+pub fn key_id(token: &str) -> Result<String, CallerError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| CallerError::Malformed)?;
+    // Only RS256. Trusting the header's `alg` is how "HS256 signed with the public key" forgeries get in.
+    if header.alg != Algorithm::RS256 {
+        return Err(CallerError::AlgorithmNotAllowed);
+    }
+    header.kid.ok_or(CallerError::MissingKeyId)
+}
+
+impl TokenRules {
+    /// Verifies `token` (whose header named `kid`) against `keys` and every claim rule.
+    pub fn verify(&self, token: &str, kid: &str, keys: &KeySet) -> Result<Caller, CallerError> {
+        let key = keys.key(kid).ok_or(CallerError::UnknownKey)?;
 
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = self.skew.as_secs();
@@ -126,7 +145,7 @@ impl CallerValidator {
                 .collect(),
             roles: claims.roles,
             expires_at: claims.exp,
-            kid,
+            kid: kid.to_owned(),
         })
     }
 
@@ -216,4 +235,169 @@ pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::DecodingKey;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const TENANT: &str = "6f1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
+    const BROKER: &str = "0b5e9c3a-7f2d-4a61-9c8e-2d4b6a8f1e37";
+    const USER: &str = "3c4d5e6f-7a8b-4c9d-8e0f-2a3b4c5d6e7f";
+    const V2_ISSUER: &str = "https://login.example/6f1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b/v2.0";
+    const V1_ISSUER: &str = "https://sts.windows.net/6f1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b/";
+
+    pub struct Signer {
+        key: KeyPair,
+        pub keys: KeySet,
+    }
+
+    impl Signer {
+        pub fn new() -> Self {
+            let key = KeyPair::generate(KeySize::Rsa2048).unwrap();
+            let public = key.public_key();
+            let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+            let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+            let keys = HashMap::from([("k1".to_owned(), DecodingKey::from_rsa_components(&n, &e).unwrap())]);
+            Self {
+                key,
+                keys: KeySet::new(keys, [V1_ISSUER.to_owned(), V2_ISSUER.to_owned()]),
+            }
+        }
+
+        pub fn sign(&self, header: &Value, claims: &Value) -> String {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let mut signature = vec![0; self.key.public_modulus_len()];
+            self.key
+                .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut signature)
+                .unwrap();
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        }
+    }
+
+    pub fn rules() -> TokenRules {
+        TokenRules {
+            tenant: TENANT.parse().unwrap(),
+            client_id: BROKER.parse().unwrap(),
+            skew: Duration::from_secs(120),
+        }
+    }
+
+    pub fn user_claims() -> Value {
+        let now = now();
+        json!({
+            "aud": format!("api://{BROKER}"), "iss": V2_ISSUER, "tid": TENANT, "oid": USER, "sub": "s",
+            "iat": now - 10, "nbf": now - 10, "exp": now + 3600, "ver": "2.0", "idtyp": "user",
+            "scp": "user_impersonation", "azp": "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f",
+            "preferred_username": "ana@contoso.com", "name": "Ana Lima",
+        })
+    }
+
+    fn header() -> Value {
+        json!({"alg": "RS256", "typ": "JWT", "kid": "k1"})
+    }
+
+    fn verify(signer: &Signer, claims: &Value) -> Result<Caller, CallerError> {
+        rules().verify(&signer.sign(&header(), claims), "k1", &signer.keys)
+    }
+
+    fn with(mut claims: Value, changes: Value) -> Value {
+        for (name, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        claims
+    }
+
+    #[test]
+    fn v2_user_token_yields_a_user_caller() {
+        let signer = Signer::new();
+        let caller = verify(&signer, &user_claims()).unwrap();
+        assert_eq!(caller.kind, CallerKind::User);
+        assert_eq!(caller.display, "ana@contoso.com");
+        assert_eq!(caller.oid.as_str(), USER);
+        assert_eq!(caller.scopes, ["user_impersonation"]);
+    }
+
+    #[test]
+    fn v1_app_token_yields_an_msi_caller_with_its_resource_id() {
+        let signer = Signer::new();
+        let claims = with(
+            user_claims(),
+            json!({"iss": V1_ISSUER, "ver": "1.0", "idtyp": "app", "scp": null, "azp": null,
+                   "appid": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e", "aud": BROKER,
+                   "xms_mirid": "/subscriptions/x/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ws"}),
+        );
+        let caller = verify(&signer, &claims).unwrap();
+        assert_eq!(caller.kind, CallerKind::Msi);
+        assert!(caller.display.ends_with("userAssignedIdentities/ws"));
+    }
+
+    #[test]
+    fn claim_rules_reject_with_their_reason() {
+        let signer = Signer::new();
+        let now = now();
+        let cases = [
+            (json!({"exp": now - 600}), CallerError::Expired),
+            (json!({"nbf": now + 600}), CallerError::NotYetValid),
+            (json!({"iat": now + 600}), CallerError::IssuedInFuture),
+            (json!({"aud": "https://graph.microsoft.com"}), CallerError::WrongAudience),
+            (json!({"aud": "https://database.windows.net"}), CallerError::WrongAudience),
+            (json!({"tid": "9e8d7c6b-5a49-4837-a625-1403f2e1d0c9"}), CallerError::WrongTenant),
+            (json!({"iss": "https://login.example/common/v2.0"}), CallerError::WrongIssuer),
+            (json!({"ver": "1.0"}), CallerError::VersionMismatch),
+            (json!({"nonce": "n"}), CallerError::NotAnAccessToken),
+            (json!({"azp": null}), CallerError::NotAnAccessToken),
+            (json!({"azp": BROKER}), CallerError::BrokerItself),
+            (json!({"idtyp": "app"}), CallerError::AmbiguousIdentity),
+            (json!({"idtyp": "device"}), CallerError::AmbiguousIdentity),
+            (json!({"oid": "not-a-guid"}), CallerError::MissingClaim),
+            (json!({"oid": null}), CallerError::Malformed),
+            (json!({"exp": null}), CallerError::Malformed),
+            (json!({"exp": "soon"}), CallerError::Malformed),
+        ];
+        for (changes, expected) in cases {
+            let claims = with(user_claims(), changes.clone());
+            assert_eq!(verify(&signer, &claims).unwrap_err(), expected, "{changes}");
+        }
+    }
+
+    #[test]
+    fn signature_by_another_key_is_rejected() {
+        let (signer, other) = (Signer::new(), Signer::new());
+        let token = other.sign(&header(), &user_claims());
+        assert_eq!(rules().verify(&token, "k1", &signer.keys).unwrap_err(), CallerError::BadSignature);
+    }
+
+    #[test]
+    fn header_algorithm_is_pinned() {
+        let forged = |alg: &str| {
+            format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(json!({"alg": alg, "kid": "k1"}).to_string()),
+                URL_SAFE_NO_PAD.encode(user_claims().to_string())
+            )
+        };
+        assert_eq!(key_id(&forged("HS256")), Err(CallerError::AlgorithmNotAllowed));
+        assert_eq!(key_id(&forged("none")), Err(CallerError::Malformed));
+        assert_eq!(key_id(&forged("RS256")), Ok("k1".to_owned()));
+        assert_eq!(key_id("a.b"), Err(CallerError::Malformed));
+    }
 }

@@ -10,6 +10,14 @@ use warp::reply::Response;
 
 use crate::broker::error::{BrokerError, LoadFailure, UpstreamErrorKind};
 
+/// What a description may name: configured alias names and the configured resource being asked for.
+/// Both come from the broker's own settings, never from the request.
+#[derive(Debug, Default)]
+pub struct ErrorContext<'a> {
+    pub known_aliases: Vec<&'a str>,
+    pub resource: Option<&'a str>,
+}
+
 /// Why a request was not served, at the HTTP edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
@@ -114,7 +122,7 @@ impl ApiError {
     }
 
     /// A fixed sentence per code. At most it names a setting or lists configured alias names.
-    pub fn description(&self, known_aliases: &[&str]) -> String {
+    pub fn description(&self, context: &ErrorContext<'_>) -> String {
         let text = match self.code() {
             "invalid_request" => {
                 "The request body must be a JSON object with the documented fields and types."
@@ -135,7 +143,7 @@ impl ApiError {
             "unknown_audience" => {
                 return format!(
                     "The audience is not a known alias. Known aliases: {}.",
-                    known_aliases.join(", ")
+                    context.known_aliases.join(", ")
                 );
             }
             "lane_not_allowed" => "An app-only caller cannot use the user lane; use lane service.",
@@ -221,9 +229,9 @@ impl ApiError {
     }
 
     /// The JSON body: `error`, `error_description`, and the extra fields some codes carry.
-    pub fn body(&self, known_aliases: &[&str]) -> Value {
+    pub fn body(&self, context: &ErrorContext<'_>) -> Value {
         let mut body =
-            json!({ "error": self.code(), "error_description": self.description(known_aliases) });
+            json!({ "error": self.code(), "error_description": self.description(context) });
         match self {
             Self::Broker(BrokerError::RevisionMismatch { current, .. }) => {
                 body["current_revision"] = json!(current);
@@ -245,9 +253,9 @@ impl ApiError {
         body
     }
 
-    pub fn into_response(self, known_aliases: &[&str]) -> Response {
+    pub fn into_response(self, context: &ErrorContext<'_>) -> Response {
         let mut response =
-            warp::reply::with_status(warp::reply::json(&self.body(known_aliases)), self.status())
+            warp::reply::with_status(warp::reply::json(&self.body(context)), self.status())
                 .into_response_inner();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -361,7 +369,7 @@ mod tests {
     #[test]
     fn invalid_token_carries_the_bearer_challenge() {
         let response =
-            ApiError::Broker(CallerError::MissingAuthorization.into()).into_response(&[]);
+            ApiError::Broker(CallerError::MissingAuthorization.into()).into_response(&ErrorContext::default());
         assert_eq!(
             response.headers()[header::WWW_AUTHENTICATE],
             r#"Bearer error="invalid_token""#
@@ -379,10 +387,10 @@ mod tests {
             aadsts: Some(50076),
             correlation_id: None,
         }));
-        let body = err.body(&[]);
+        let body = err.body(&ErrorContext::default());
         assert_eq!(body["claims"], claims);
         assert_eq!(body["aadsts"], 50076);
-        let response = err.into_response(&[]);
+        let response = err.into_response(&ErrorContext::default());
         let expected = base64::engine::general_purpose::STANDARD.encode(claims);
         assert_eq!(
             response.headers()[header::WWW_AUTHENTICATE],
@@ -397,6 +405,6 @@ mod tests {
                 retry_after: Duration::from_secs(7),
             },
         )));
-        assert_eq!(err.into_response(&[]).headers()[header::RETRY_AFTER], "7");
+        assert_eq!(err.into_response(&ErrorContext::default()).headers()[header::RETRY_AFTER], "7");
     }
 }

@@ -8,15 +8,14 @@ use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use crate::broker::Broker;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorContext};
 use crate::http::reply::no_store_json;
 
 pub const ROUTE: &str = "health";
 
 pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
     if method != Method::GET {
-        let aliases: Vec<&str> = broker.policy.audiences.aliases().collect();
-        return ApiError::MethodNotAllowed { allow: "GET" }.into_response(&aliases);
+        return ApiError::MethodNotAllowed { allow: "GET" }.into_response(&ErrorContext::default());
     }
     let keys = broker.jwks.current();
     let allowlist = broker.policy.allowlist.status();

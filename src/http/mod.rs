@@ -16,7 +16,7 @@ use warp::Filter;
 use warp::reply::Response;
 
 use crate::broker::Broker;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorContext};
 use crate::http::filters::{function_route, with_state};
 use crate::http::request::request_parts;
 
@@ -63,5 +63,5 @@ async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
     } else {
         ApiError::NotFound
     };
-    Ok(err.into_response(&[]))
+    Ok(err.into_response(&ErrorContext::default()))
 }

@@ -8,7 +8,7 @@ use warp::reply::Response;
 use crate::broker::Broker;
 use crate::broker::metrics::Metrics;
 use crate::broker::token_cache::Grant;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorContext};
 use crate::telemetry::{self, AuditRecord};
 
 /// Audits the outcome and turns it into a response; `success` builds the 200 from the grant.
@@ -33,8 +33,11 @@ pub fn finish(
                 _ if err.status().is_server_error() => &metrics.failed,
                 _ => &metrics.denied,
             });
-            let aliases: Vec<&str> = broker.policy.audiences.aliases().collect();
-            err.into_response(&aliases)
+            let context = ErrorContext {
+                known_aliases: broker.policy.audiences.aliases().collect(),
+                resource: record.scope.as_deref(),
+            };
+            err.into_response(&context)
         }
     }
 }
