@@ -32,3 +32,6 @@ pub mod refresh;
 pub mod secret;
 pub mod settings;
 pub mod telemetry;
+
+#[cfg(test)]
+mod fuzz;

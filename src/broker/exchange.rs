@@ -139,7 +139,7 @@ enum ExpiresIn {
     Text(String),
 }
 
-fn parse_success(body: &[u8]) -> Result<(Secret, u64), UpstreamError> {
+pub(crate) fn parse_success(body: &[u8]) -> Result<(Secret, u64), UpstreamError> {
     let invalid = || UpstreamError::new(UpstreamErrorKind::InvalidResponse);
     let response: TokenResponse = serde_json::from_slice(body).map_err(|_| invalid())?;
     let expires_in = match response.expires_in {

@@ -238,7 +238,7 @@ pub fn now() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use aws_lc_rs::rand::SystemRandom;
@@ -268,7 +268,10 @@ mod tests {
             let public = key.public_key();
             let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
             let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
-            let keys = HashMap::from([("k1".to_owned(), DecodingKey::from_rsa_components(&n, &e).unwrap())]);
+            let keys = HashMap::from([(
+                "k1".to_owned(),
+                DecodingKey::from_rsa_components(&n, &e).unwrap(),
+            )]);
             Self {
                 key,
                 keys: KeySet::new(keys, [V1_ISSUER.to_owned(), V2_ISSUER.to_owned()]),
@@ -283,7 +286,12 @@ mod tests {
             );
             let mut signature = vec![0; self.key.public_modulus_len()];
             self.key
-                .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut signature)
+                .sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    input.as_bytes(),
+                    &mut signature,
+                )
                 .unwrap();
             format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
         }
@@ -358,10 +366,22 @@ mod tests {
             (json!({"exp": now - 600}), CallerError::Expired),
             (json!({"nbf": now + 600}), CallerError::NotYetValid),
             (json!({"iat": now + 600}), CallerError::IssuedInFuture),
-            (json!({"aud": "https://graph.microsoft.com"}), CallerError::WrongAudience),
-            (json!({"aud": "https://database.windows.net"}), CallerError::WrongAudience),
-            (json!({"tid": "9e8d7c6b-5a49-4837-a625-1403f2e1d0c9"}), CallerError::WrongTenant),
-            (json!({"iss": "https://login.example/common/v2.0"}), CallerError::WrongIssuer),
+            (
+                json!({"aud": "https://graph.microsoft.com"}),
+                CallerError::WrongAudience,
+            ),
+            (
+                json!({"aud": "https://database.windows.net"}),
+                CallerError::WrongAudience,
+            ),
+            (
+                json!({"tid": "9e8d7c6b-5a49-4837-a625-1403f2e1d0c9"}),
+                CallerError::WrongTenant,
+            ),
+            (
+                json!({"iss": "https://login.example/common/v2.0"}),
+                CallerError::WrongIssuer,
+            ),
             (json!({"ver": "1.0"}), CallerError::VersionMismatch),
             (json!({"nonce": "n"}), CallerError::NotAnAccessToken),
             (json!({"azp": null}), CallerError::NotAnAccessToken),
@@ -383,7 +403,10 @@ mod tests {
     fn signature_by_another_key_is_rejected() {
         let (signer, other) = (Signer::new(), Signer::new());
         let token = other.sign(&header(), &user_claims());
-        assert_eq!(rules().verify(&token, "k1", &signer.keys).unwrap_err(), CallerError::BadSignature);
+        assert_eq!(
+            rules().verify(&token, "k1", &signer.keys).unwrap_err(),
+            CallerError::BadSignature
+        );
     }
 
     #[test]
@@ -395,7 +418,10 @@ mod tests {
                 URL_SAFE_NO_PAD.encode(user_claims().to_string())
             )
         };
-        assert_eq!(key_id(&forged("HS256")), Err(CallerError::AlgorithmNotAllowed));
+        assert_eq!(
+            key_id(&forged("HS256")),
+            Err(CallerError::AlgorithmNotAllowed)
+        );
         assert_eq!(key_id(&forged("none")), Err(CallerError::Malformed));
         assert_eq!(key_id(&forged("RS256")), Ok("k1".to_owned()));
         assert_eq!(key_id("a.b"), Err(CallerError::Malformed));

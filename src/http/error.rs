@@ -368,8 +368,8 @@ mod tests {
 
     #[test]
     fn invalid_token_carries_the_bearer_challenge() {
-        let response =
-            ApiError::Broker(CallerError::MissingAuthorization.into()).into_response(&ErrorContext::default());
+        let response = ApiError::Broker(CallerError::MissingAuthorization.into())
+            .into_response(&ErrorContext::default());
         assert_eq!(
             response.headers()[header::WWW_AUTHENTICATE],
             r#"Bearer error="invalid_token""#
@@ -405,6 +405,9 @@ mod tests {
                 retry_after: Duration::from_secs(7),
             },
         )));
-        assert_eq!(err.into_response(&ErrorContext::default()).headers()[header::RETRY_AFTER], "7");
+        assert_eq!(
+            err.into_response(&ErrorContext::default()).headers()[header::RETRY_AFTER],
+            "7"
+        );
     }
 }

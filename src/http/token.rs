@@ -24,7 +24,7 @@ const MAX_LABEL: usize = 64;
 /// Fields are read as JSON values so that a wrong type is a 400 naming the field, not a parse error.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TokenRequest {
+pub(crate) struct TokenRequest {
     audience: Value,
     #[serde(default)]
     scope: Value,
@@ -35,7 +35,7 @@ struct TokenRequest {
 }
 
 /// The request once every field has its type and shape.
-struct ParsedRequest {
+pub(crate) struct ParsedRequest {
     audience: String,
     label: Option<String>,
     lane: Option<Lane>,
@@ -107,7 +107,7 @@ async fn issue(
     }
 }
 
-fn parse(request: TokenRequest) -> Result<ParsedRequest, ApiError> {
+pub(crate) fn parse(request: TokenRequest) -> Result<ParsedRequest, ApiError> {
     let audience = match request.audience {
         Value::String(alias) if is_alias(&alias) => alias,
         _ => return Err(ApiError::BadRequest("audience_malformed")),
