@@ -19,6 +19,8 @@ use crate::broker::upstream::{Upstream, UpstreamCallError};
 
 /// Longest `kid` worth looking up; Entra's are about 30 characters.
 const MAX_KID_LEN: usize = 128;
+/// Longest a request waits for a refresh triggered by an unknown `kid`.
+const REFRESH_WAIT: Duration = Duration::from_secs(5);
 
 /// One loaded key set with the issuers its discovery documents named.
 pub struct KeySet {
@@ -117,12 +119,19 @@ impl JwksCache {
         if self.cooling_down() {
             return self.known_or_unavailable(kid);
         }
-        let _gate = self.refresh_gate.lock().await;
-        // Another request may have refreshed while this one waited at the gate.
-        if !self.cooling_down() {
-            if let Err(err) = self.refresh_now().await {
-                tracing::warn!(error = %err, "signing key refresh on unknown kid failed");
+        // A request never waits longer than `REFRESH_WAIT` for keys, however slow the authority is.
+        let refreshed = tokio::time::timeout(REFRESH_WAIT, async {
+            let _gate = self.refresh_gate.lock().await;
+            // Another request may have refreshed while this one waited at the gate.
+            if !self.cooling_down() {
+                if let Err(err) = self.refresh_now().await {
+                    tracing::warn!(error = %err, "signing key refresh on unknown kid failed");
+                }
             }
+        })
+        .await;
+        if refreshed.is_err() {
+            tracing::warn!("signing key refresh on unknown kid is taking too long");
         }
         self.known_or_unavailable(kid)
     }
