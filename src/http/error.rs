@@ -185,7 +185,10 @@ impl ApiError {
                 "The user must sign in again to satisfy a Conditional Access or MFA requirement; retry with a token that carries the claims challenge."
             }
             "consent_required" => {
-                "The user or an administrator has not consented to the broker's access to the requested resource."
+                return format!(
+                    "The user or an administrator must consent to the broker's delegated access to {} (AADSTS65001).",
+                    context.resource.unwrap_or("the requested resource")
+                );
             }
             _ => "The request could not be served.",
         };
@@ -395,6 +398,21 @@ mod tests {
         assert_eq!(
             response.headers()[header::WWW_AUTHENTICATE],
             format!(r#"Bearer error="insufficient_claims", claims="{expected}""#).as_str()
+        );
+    }
+
+    #[test]
+    fn consent_description_names_the_configured_resource() {
+        let err = ApiError::Broker(BrokerError::Upstream(UpstreamError::new(
+            UpstreamErrorKind::ConsentRequired,
+        )));
+        let context = ErrorContext {
+            known_aliases: vec![],
+            resource: Some("https://database.windows.net/.default"),
+        };
+        assert_eq!(
+            err.description(&context),
+            "The user or an administrator must consent to the broker's delegated access to https://database.windows.net/.default (AADSTS65001)."
         );
     }
 
