@@ -123,10 +123,10 @@ impl JwksCache {
         let refreshed = tokio::time::timeout(REFRESH_WAIT, async {
             let _gate = self.refresh_gate.lock().await;
             // Another request may have refreshed while this one waited at the gate.
-            if !self.cooling_down() {
-                if let Err(err) = self.refresh_now().await {
-                    tracing::warn!(error = %err, "signing key refresh on unknown kid failed");
-                }
+            if !self.cooling_down()
+                && let Err(err) = self.refresh_now().await
+            {
+                tracing::warn!(error = %err, "signing key refresh on unknown kid failed");
             }
         })
         .await;

@@ -83,10 +83,11 @@ impl CallerValidator {
 
     pub async fn validate(&self, token: &Secret) -> Result<(Arc<Caller>, bool), BrokerError> {
         let digest = Digest::of(&[token.expose().as_bytes()]);
-        if let Some(hit) = self.validated.get(&digest).await {
-            if hit.value.expires_at > now() && self.jwks.is_trusted(&hit.value.kid) {
-                return Ok((hit.value, true));
-            }
+        if let Some(hit) = self.validated.get(&digest).await
+            && hit.value.expires_at > now()
+            && self.jwks.is_trusted(&hit.value.kid)
+        {
+            return Ok((hit.value, true));
         }
         let caller = Arc::new(self.validate_fully(token.expose()).await?);
         let ttl = Duration::from_secs(caller.expires_at.saturating_sub(now()));

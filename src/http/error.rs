@@ -233,27 +233,26 @@ impl ApiError {
 
     /// The JSON body: `error`, `error_description`, and the extra fields some codes carry.
     pub fn body(&self, context: &ErrorContext<'_>) -> Value {
-        let mut body =
-            json!({ "error": self.code(), "error_description": self.description(context) });
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), json!(self.code()));
+        body.insert("error_description".into(), json!(self.description(context)));
         match self {
             Self::Broker(BrokerError::RevisionMismatch { current, .. }) => {
-                body["current_revision"] = json!(current);
+                body.insert("current_revision".into(), json!(current));
             }
-            Self::Broker(BrokerError::Upstream(err)) => {
-                if let UpstreamErrorKind::InteractionRequired { claims } = &err.kind {
-                    body["claims"] = json!(claims);
+            Self::Broker(BrokerError::Upstream(err)) => match &err.kind {
+                UpstreamErrorKind::InteractionRequired { claims } => {
+                    body.insert("claims".into(), json!(claims));
+                    body.insert("aadsts".into(), json!(err.aadsts));
                 }
-                if matches!(
-                    err.kind,
-                    UpstreamErrorKind::InteractionRequired { .. }
-                        | UpstreamErrorKind::ConsentRequired
-                ) {
-                    body["aadsts"] = json!(err.aadsts);
+                UpstreamErrorKind::ConsentRequired => {
+                    body.insert("aadsts".into(), json!(err.aadsts));
                 }
-            }
+                _ => {}
+            },
             _ => {}
         }
-        body
+        Value::Object(body)
     }
 
     pub fn into_response(self, context: &ErrorContext<'_>) -> Response {
