@@ -1,0 +1,161 @@
+//! Routing: which service a request is for, counting it, applying any injected fault, calling the
+//! handler, and the one log line per request (method, path, status, target, fault, elapsed; nothing else).
+
+use crate::entra_error::AadstsCode;
+use crate::faults::{self, Mode, Target};
+use crate::http::{self, Listener, Request, Response};
+use crate::state::State;
+use crate::stats::Counter;
+use crate::{control, discovery, key_vault, log, managed_identity, token_endpoint};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use warp::http::StatusCode;
+
+/// What a request is for.
+enum Route<'a> {
+    Discovery {
+        tenant: &'a str,
+        v2: bool,
+    },
+    Jwks {
+        tenant: &'a str,
+        v2: bool,
+    },
+    Token {
+        tenant: &'a str,
+    },
+    KeyVault {
+        name: &'a str,
+        version: Option<&'a str>,
+    },
+    Identity,
+    Control(Vec<&'a str>),
+    NotFound,
+}
+
+fn classify<'a>(listener: Listener, segments: &[&'a str]) -> Route<'a> {
+    let is = |segment: &str, expected: &str| segment.eq_ignore_ascii_case(expected);
+    match (listener, segments) {
+        (Listener::Https, [s, name]) if is(s, "secrets") => Route::KeyVault {
+            name,
+            version: None,
+        },
+        (Listener::Https, [s, name, version]) if is(s, "secrets") => Route::KeyVault {
+            name,
+            version: Some(version),
+        },
+        (Listener::Https, [tenant, v, w, o])
+            if is(v, "v2.0") && is(w, ".well-known") && is(o, "openid-configuration") =>
+        {
+            Route::Discovery { tenant, v2: true }
+        }
+        (Listener::Https, [tenant, w, o])
+            if is(w, ".well-known") && is(o, "openid-configuration") =>
+        {
+            Route::Discovery { tenant, v2: false }
+        }
+        (Listener::Https, [tenant, d, v, k])
+            if is(d, "discovery") && is(v, "v2.0") && is(k, "keys") =>
+        {
+            Route::Jwks { tenant, v2: true }
+        }
+        (Listener::Https, [tenant, d, k]) if is(d, "discovery") && is(k, "keys") => {
+            Route::Jwks { tenant, v2: false }
+        }
+        (Listener::Https, [tenant, o, v, t])
+            if is(o, "oauth2") && is(v, "v2.0") && is(t, "token") =>
+        {
+            Route::Token { tenant }
+        }
+        (Listener::Http, [m, t]) if is(m, "msi") && is(t, "token") => Route::Identity,
+        (Listener::Http, [first, rest @ ..]) if *first == "_emulator" => {
+            Route::Control(rest.to_vec())
+        }
+        _ => Route::NotFound,
+    }
+}
+
+impl Route<'_> {
+    fn target(&self) -> Option<Target> {
+        match self {
+            Self::Discovery { .. } => Some(Target::Discovery),
+            Self::Jwks { .. } => Some(Target::Jwks),
+            Self::Token { .. } => Some(Target::Token),
+            Self::KeyVault { .. } => Some(Target::KeyVault),
+            Self::Identity => Some(Target::Identity),
+            Self::Control(_) | Self::NotFound => None,
+        }
+    }
+}
+
+fn counter(target: Target, request: &Request) -> Counter {
+    match target {
+        Target::Token => token_endpoint::counter(request),
+        Target::Jwks => Counter::Jwks,
+        Target::Discovery => Counter::Discovery,
+        Target::KeyVault => Counter::KeyVault,
+        Target::Identity | Target::All => Counter::Identity,
+    }
+}
+
+/// Answers one request; a response carrying `http::DropConnection` makes the server hang up instead.
+pub async fn dispatch(state: &State, request: Request) -> Response {
+    let started = Instant::now();
+    let segments = request.segments();
+    let route = classify(request.listener, &segments);
+    let target = route.target();
+    let mut fault_mode = None;
+    let response = match target {
+        None => answer(state, &request, &route).await,
+        Some(target) => {
+            state.stats.bump(counter(target, &request));
+            let fault = state.faults().take(target);
+            fault_mode = fault.map(|fault| fault.mode);
+            let response = match fault {
+                Some(fault) if fault.mode == Mode::Down => http::drop_connection(),
+                Some(fault) if fault.mode != Mode::Slow => faults::answer(&fault, target, &request),
+                slow => {
+                    if let Some(fault) = slow {
+                        tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+                    }
+                    answer(state, &request, &route).await
+                }
+            };
+            let failed = fault_mode == Some(Mode::Down) || response.status() != StatusCode::OK;
+            if target == Target::Token && failed {
+                state.stats.bump(Counter::TokenErrors);
+            }
+            response
+        }
+    };
+    let dropped = response
+        .extensions()
+        .get::<http::DropConnection>()
+        .is_some();
+    log::event(&json!({
+        "event": "request",
+        "listener": request.listener.name(),
+        "method": request.method.as_str(),
+        "path": request.path,
+        "status": (!dropped).then(|| response.status().as_u16()),
+        "target": target.map(Target::name),
+        "fault": fault_mode.map(Mode::name),
+        "aadsts": response.extensions().get::<AadstsCode>().map(|code| code.0),
+        "elapsed_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }));
+    response
+}
+
+async fn answer(state: &State, request: &Request, route: &Route<'_>) -> Response {
+    match route {
+        Route::Discovery { tenant, v2 } => {
+            discovery::openid_configuration(state, request, tenant, *v2)
+        }
+        Route::Jwks { tenant, v2 } => discovery::keys(state, request, tenant, *v2),
+        Route::Token { tenant } => token_endpoint::handle(state, request, tenant),
+        Route::KeyVault { name, version } => key_vault::handle(state, request, name, *version),
+        Route::Identity => managed_identity::handle(state, request),
+        Route::Control(rest) => control::handle(state, request, rest).await,
+        Route::NotFound => http::json(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
+    }
+}

@@ -1,0 +1,77 @@
+//! Shared state: the run's configuration, the key ring, faults, counters, the tenant's directory and the
+//! vault. Locks are std locks, taken briefly and never held across `.await`; a poisoned lock is recovered.
+
+use crate::directory::Directory;
+use crate::faults::Faults;
+use crate::keys::KeyRing;
+use crate::stats::Stats;
+use crate::vault::Vault;
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Fixed for the life of the process; everything the ready line prints.
+pub struct Config {
+    /// `https://127.0.0.1:<https port>`, without a trailing slash.
+    pub authority: String,
+    /// `https://127.0.0.1:<https port>/`.
+    pub vault_url: String,
+    pub identity_endpoint: String,
+    pub identity_header: String,
+    pub control_url: String,
+    pub ca_file: String,
+    pub broker_client_secret: String,
+}
+
+pub struct State {
+    pub config: Config,
+    keys: RwLock<KeyRing>,
+    faults: Mutex<Faults>,
+    directory: Mutex<Directory>,
+    vault: Mutex<Vault>,
+    pub stats: Stats,
+}
+
+impl State {
+    pub fn new(config: Config, keys: KeyRing) -> Self {
+        let vault = Vault::new(&config.broker_client_secret);
+        Self {
+            config,
+            keys: RwLock::new(keys),
+            faults: Mutex::new(Faults::default()),
+            directory: Mutex::new(Directory::new()),
+            vault: Mutex::new(vault),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn keys(&self) -> RwLockReadGuard<'_, KeyRing> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn keys_mut(&self) -> RwLockWriteGuard<'_, KeyRing> {
+        self.keys.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn directory(&self) -> MutexGuard<'_, Directory> {
+        self.directory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn vault(&self) -> MutexGuard<'_, Vault> {
+        self.vault.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `https://sts.windows.net/{tenant}/`, the v1 issuer.
+    pub fn v1_issuer(tenant: &str) -> String {
+        format!("https://sts.windows.net/{tenant}/")
+    }
+
+    /// `{authority}/{tenant}/v2.0`, the v2 issuer.
+    pub fn v2_issuer(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/v2.0", self.config.authority)
+    }
+}

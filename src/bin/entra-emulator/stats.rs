@@ -1,0 +1,53 @@
+//! Request counters for `GET /_emulator/stats`: every request that reached a route counts, faulted or not.
+
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Counter {
+    ClientCredentials,
+    Obo,
+    /// Token requests with a missing or unsupported grant type.
+    OtherGrant,
+    TokenErrors,
+    Jwks,
+    Discovery,
+    KeyVault,
+    Identity,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    counts: [AtomicU64; 8],
+}
+
+impl Stats {
+    pub fn bump(&self, counter: Counter) {
+        self.counts[counter as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self, counter: Counter) -> u64 {
+        self.counts[counter as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> Value {
+        json!({
+            "token_requests": {
+                "client_credentials": self.get(Counter::ClientCredentials),
+                "obo": self.get(Counter::Obo),
+                "other": self.get(Counter::OtherGrant),
+            },
+            "token_errors": self.get(Counter::TokenErrors),
+            "jwks_requests": self.get(Counter::Jwks),
+            "discovery_requests": self.get(Counter::Discovery),
+            "key_vault_requests": self.get(Counter::KeyVault),
+            "identity_requests": self.get(Counter::Identity),
+        })
+    }
+
+    pub fn reset(&self) {
+        for count in &self.counts {
+            count.store(0, Ordering::Relaxed);
+        }
+    }
+}

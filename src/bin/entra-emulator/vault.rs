@@ -1,0 +1,63 @@
+//! The emulated vault's secrets: every value ever set, by version. Names are case-insensitive, as in
+//! Key Vault. Starts with the allowlist (the default MSI caller) and the broker's client secret.
+
+use crate::identities::{ALLOWLIST_SECRET_NAME, BROKER_SECRET_NAME, MSI_CALLER_OID};
+use crate::{clock, ids};
+use std::collections::HashMap;
+
+/// One version of a secret.
+#[derive(Clone)]
+pub struct SecretVersion {
+    pub name: String,
+    pub version: String,
+    pub value: String,
+    pub created: i64,
+}
+
+pub struct Vault {
+    secrets: HashMap<String, Vec<SecretVersion>>,
+}
+
+impl Vault {
+    pub fn new(broker_client_secret: &str) -> Self {
+        let mut vault = Self {
+            secrets: HashMap::new(),
+        };
+        vault.set(ALLOWLIST_SECRET_NAME, MSI_CALLER_OID);
+        vault.set(BROKER_SECRET_NAME, broker_client_secret);
+        vault
+    }
+
+    /// Key Vault's rule: 1-127 letters, digits and dashes.
+    pub fn is_valid_name(name: &str) -> bool {
+        (1..=127).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }
+
+    /// Adds a new version and returns it.
+    pub fn set(&mut self, name: &str, value: &str) -> SecretVersion {
+        let version = SecretVersion {
+            name: name.to_owned(),
+            version: ids::secret_version(),
+            value: value.to_owned(),
+            created: clock::now(),
+        };
+        self.secrets
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .push(version.clone());
+        version
+    }
+
+    /// The latest version, or the named one.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Option<SecretVersion> {
+        let versions = self.secrets.get(&name.to_ascii_lowercase())?;
+        match version {
+            None => versions.last().cloned(),
+            Some(wanted) => versions
+                .iter()
+                .find(|candidate| candidate.version.eq_ignore_ascii_case(wanted))
+                .cloned(),
+        }
+    }
+}

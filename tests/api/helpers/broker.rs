@@ -1,0 +1,137 @@
+//! `TestBroker`: the real `token-broker` binary behind the emulated Functions host, configured for one
+//! `TestEmulator`, with the calls tests make and the broker's log lines.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::emulator::TestEmulator;
+use crate::helpers::function_app::FunctionApp;
+use crate::helpers::host::{BrokerProcess, FrontEnd};
+
+const LOG_WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestBroker {
+    process: BrokerProcess,
+    front_end: FrontEnd,
+    client: reqwest::Client,
+}
+
+impl TestBroker {
+    pub async fn spawn(emulator: &TestEmulator) -> Self {
+        Self::spawn_with(emulator, &[]).await
+    }
+
+    /// Starts the broker with the emulator's settings plus `overrides`, waits for readiness, and
+    /// puts the host's front end before it.
+    pub async fn spawn_with(emulator: &TestEmulator, overrides: &[(&str, &str)]) -> Self {
+        let mut process = BrokerProcess::launch(&settings(emulator, overrides));
+        process.wait_ready().await;
+        let front_end = FrontEnd::start(FunctionApp::load(), process.port).await;
+        Self {
+            process,
+            front_end,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// The host's front end: what clients call.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.front_end.addr)
+    }
+
+    /// The broker's own port, bypassing the host.
+    pub fn direct_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.process.port)
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub async fn get_sp_token(&self, bearer: &str, body: Value) -> reqwest::Response {
+        self.post_json("/api/GetSPToken", bearer, &body).await
+    }
+
+    pub async fn token(&self, bearer: &str, body: Value) -> reqwest::Response {
+        self.post_json("/api/token", bearer, &body).await
+    }
+
+    /// A POST through the host with exactly these headers and body.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}{path}", self.url())).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("POST through the host")
+    }
+
+    pub async fn health(&self) -> reqwest::Response {
+        self.client
+            .get(format!("{}/api/health", self.url()))
+            .send()
+            .await
+            .expect("GET /api/health")
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.process.stdout_lines()
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.process.stderr_lines()
+    }
+
+    /// Every line the broker wrote so far, stdout then stderr.
+    pub fn all_lines(&self) -> Vec<String> {
+        let mut lines = self.stdout_lines();
+        lines.extend(self.stderr_lines());
+        lines
+    }
+
+    /// The parsed stdout lines whose `target` is `audit`.
+    pub fn audit_lines(&self) -> Vec<Value> {
+        self.stdout_lines()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["target"] == "audit")
+            .collect()
+    }
+
+    /// The audit lines once at least `count` have been written (the line may trail the response).
+    pub async fn wait_for_audit_lines(&self, count: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + LOG_WAIT;
+        loop {
+            let lines = self.audit_lines();
+            if lines.len() >= count || tokio::time::Instant::now() >= deadline {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn post_json(&self, path: &str, bearer: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.url()))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+}
+
+/// The emulator's broker settings with `overrides` replacing or adding entries.
+pub fn settings(emulator: &TestEmulator, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut settings = emulator.broker_settings();
+    for (name, value) in overrides {
+        settings.retain(|(existing, _)| existing != name);
+        settings.push(((*name).to_owned(), (*value).to_owned()));
+    }
+    settings
+}

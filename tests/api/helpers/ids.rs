@@ -1,0 +1,41 @@
+//! The emulator's fixed identities (spec.md §1), the resources the tests ask for, and fresh GUIDs.
+
+use serde_json::{Value, json};
+
+pub const TENANT_ID: &str = "6f1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
+pub const FOREIGN_TENANT_ID: &str = "9e8d7c6b-5a49-4837-a625-1403f2e1d0c9";
+pub const BROKER_CLIENT_ID: &str = "0b5e9c3a-7f2d-4a61-9c8e-2d4b6a8f1e37";
+pub const BROKER_SP_OID: &str = "5c1f0e2d-8b3a-4f7c-9d6e-1a2b3c4d5e6f";
+pub const MSI_OID: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+/// A managed identity that no allowlist names until a test adds it.
+pub const OTHER_MSI_OID: &str = "8f9e0d1c-2b3a-4c5d-9e6f-7a8b9c0d1e2f";
+pub const USER_OID: &str = "3c4d5e6f-7a8b-4c9d-8e0f-2a3b4c5d6e7f";
+pub const USER_UPN: &str = "ana@contoso.com";
+pub const USER2_OID: &str = "4d5e6f7a-8b9c-4dae-9f01-3b4c5d6e7f80";
+pub const USER2_UPN: &str = "ben@contoso.com";
+pub const USER2_NAME: &str = "Ben Okafor";
+pub const ALLOWLIST_SECRET: &str = "allowed-msi-oids";
+
+pub const SQL_RESOURCE: &str = "https://database.windows.net";
+pub const SQL_SCOPE: &str = "https://database.windows.net/.default";
+
+/// The GetSPToken body asking for Azure SQL.
+pub fn sql_request() -> Value {
+    json!({"targetScope": SQL_SCOPE})
+}
+
+/// A random version-4 GUID, as the host generates invocation and worker ids.
+pub fn new_guid() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}

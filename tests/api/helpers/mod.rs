@@ -1,0 +1,11 @@
+//! Shared test helpers: the emulator, the emulated Functions host in front of the broker, ids, assertions
+//! and hostile tokens.
+
+pub mod assertions;
+pub mod broker;
+pub mod emulator;
+pub mod function_app;
+pub mod host;
+pub mod ids;
+pub mod logs;
+pub mod tokens;
