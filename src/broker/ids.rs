@@ -25,6 +25,13 @@ impl Guid {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Parses a GUID that is already in canonical lower-case form, as Entra writes `oid` and `tid` in
+    /// tokens. A case variant of an allowed id in a token is a look-alike, not that id.
+    pub fn parse_canonical(text: &str) -> Result<Self, NotAGuid> {
+        let guid: Self = text.parse()?;
+        if guid.as_str() == text { Ok(guid) } else { Err(NotAGuid) }
+    }
 }
 
 impl FromStr for Guid {
@@ -67,6 +74,13 @@ mod tests {
     fn upper_case_guid_is_folded_to_lower_case() {
         let guid: Guid = "1A2B3C4D-5E6F-4A7B-8C9D-0E1F2A3B4C5D".parse().unwrap();
         assert_eq!(guid.as_str(), "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
+    }
+
+    #[test]
+    fn canonical_parsing_refuses_case_variants() {
+        let lower = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+        assert!(Guid::parse_canonical(lower).is_ok());
+        assert_eq!(Guid::parse_canonical(&lower.to_uppercase()), Err(NotAGuid));
     }
 
     #[test]

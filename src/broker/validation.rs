@@ -133,7 +133,7 @@ impl TokenRules {
         self.check_claims(&claims, &keys.issuers)?;
         Ok(Caller {
             kind: kind_of(&claims)?,
-            oid: claims.oid.parse().map_err(|_| CallerError::MissingClaim)?,
+            oid: Guid::parse_canonical(&claims.oid).map_err(|_| CallerError::MissingClaim)?,
             tenant: self.tenant.clone(),
             display: display_of(&claims),
             scopes: claims
@@ -154,7 +154,7 @@ impl TokenRules {
         if claims.iat > now() + self.skew.as_secs() {
             return Err(CallerError::IssuedInFuture);
         }
-        if claims.tid.parse::<Guid>().ok().as_ref() != Some(&self.tenant) {
+        if Guid::parse_canonical(&claims.tid).ok().as_ref() != Some(&self.tenant) {
             return Err(CallerError::WrongTenant);
         }
         // A v1 issuer goes with `ver: 1.0` and `appid`; a v2 issuer with `ver: 2.0` and `azp`.
@@ -390,6 +390,9 @@ pub(crate) mod tests {
             (json!({"idtyp": "app"}), CallerError::AmbiguousIdentity),
             (json!({"idtyp": "device"}), CallerError::AmbiguousIdentity),
             (json!({"oid": "not-a-guid"}), CallerError::MissingClaim),
+            (json!({"oid": USER.to_uppercase()}), CallerError::MissingClaim),
+            (json!({"oid": format!(" {USER}")}), CallerError::MissingClaim),
+            (json!({"tid": TENANT.to_uppercase()}), CallerError::WrongTenant),
             (json!({"oid": null}), CallerError::Malformed),
             (json!({"exp": null}), CallerError::Malformed),
             (json!({"exp": "soon"}), CallerError::Malformed),

@@ -2,7 +2,7 @@
 //! for the identity endpoint and the control API. Every request passes one warp filter that reads it in full
 //! and hands it to `routes::dispatch`; an answer marked `DropConnection` closes the connection unanswered.
 
-use crate::http::{DropConnection, Listener, Request, Response};
+use crate::http::{self, DropConnection, Listener, Request, Response};
 use crate::state::State;
 use crate::{log, routes};
 use hyper::body::Incoming;
@@ -19,8 +19,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use warp::Filter;
 use warp::filters::path::FullPath;
+use warp::http::StatusCode;
+use warp::http::header::CONTENT_LENGTH;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Larger declared bodies are refused with 413 before they are read.
+const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// Reads the whole request and dispatches it.
 fn filter(
@@ -87,6 +91,15 @@ pub async fn serve(
     }
 }
 
+fn declared_length(request: &hyper::Request<Incoming>) -> u64 {
+    request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Serves HTTP/1.1 on one connection; a `DropConnection` answer becomes a service error, which makes hyper
 /// close the connection without writing a response.
 async fn connection<I, S>(io: I, service: S)
@@ -101,6 +114,9 @@ where
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let service = service.clone();
         async move {
+            if declared_length(&request) > MAX_BODY_BYTES {
+                return Ok(http::empty(StatusCode::PAYLOAD_TOO_LARGE));
+            }
             let response = match service.call(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
