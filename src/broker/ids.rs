@@ -30,7 +30,11 @@ impl Guid {
     /// tokens. A case variant of an allowed id in a token is a look-alike, not that id.
     pub fn parse_canonical(text: &str) -> Result<Self, NotAGuid> {
         let guid: Self = text.parse()?;
-        if guid.as_str() == text { Ok(guid) } else { Err(NotAGuid) }
+        if guid.as_str() == text {
+            Ok(guid)
+        } else {
+            Err(NotAGuid)
+        }
     }
 }
 

@@ -390,9 +390,18 @@ pub(crate) mod tests {
             (json!({"idtyp": "app"}), CallerError::AmbiguousIdentity),
             (json!({"idtyp": "device"}), CallerError::AmbiguousIdentity),
             (json!({"oid": "not-a-guid"}), CallerError::MissingClaim),
-            (json!({"oid": USER.to_uppercase()}), CallerError::MissingClaim),
-            (json!({"oid": format!(" {USER}")}), CallerError::MissingClaim),
-            (json!({"tid": TENANT.to_uppercase()}), CallerError::WrongTenant),
+            (
+                json!({"oid": USER.to_uppercase()}),
+                CallerError::MissingClaim,
+            ),
+            (
+                json!({"oid": format!(" {USER}")}),
+                CallerError::MissingClaim,
+            ),
+            (
+                json!({"tid": TENANT.to_uppercase()}),
+                CallerError::WrongTenant,
+            ),
             (json!({"oid": null}), CallerError::Malformed),
             (json!({"exp": null}), CallerError::Malformed),
             (json!({"exp": "soon"}), CallerError::Malformed),
