@@ -52,6 +52,9 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
         || body.and_then(|b| b.suberror.as_deref()) == Some("consent_required")
     {
         UpstreamErrorKind::ConsentRequired
+    } else if has(7000114) {
+        // "not allowed to make application on-behalf-of calls": the assertion was app-only.
+        UpstreamErrorKind::AssertionRejected
     } else if error == "invalid_client"
         || error == "unauthorized_client"
         || [7000215, 7000222, 700016, 90002, 700027, 7000218]

@@ -45,7 +45,7 @@ async fn main() -> ExitCode {
     let options = match cli::Options::parse(std::env::args().skip(1)) {
         Ok(cli::Command::Run(options)) => options,
         Ok(cli::Command::Help) => {
-            println!("{}", cli::USAGE);
+            log::write_now(cli::USAGE);
             return ExitCode::SUCCESS;
         }
         Err(problem) => {
@@ -70,6 +70,8 @@ async fn run(options: cli::Options) -> anyhow::Result<()> {
         .await
         .context("bind the HTTP listener")?;
     let (state_dir, temporary) = startup::state_dir(options.state_dir)?;
+    // The RSA key takes longest to make; build the TLS material meanwhile.
+    let signing_key = tokio::task::spawn_blocking(SigningKey::generate);
     let tls = tls::generate()?;
     let ca_file = state_dir.join("ca.pem");
     std::fs::write(&ca_file, &tls.ca_pem)
@@ -91,14 +93,15 @@ async fn run(options: cli::Options) -> anyhow::Result<()> {
     if let Some(path) = &options.env_file {
         startup::write_env_file(path, &config)?;
     }
-    let state = Arc::new(State::new(config, KeyRing::new(SigningKey::generate()?)));
+    let state = Arc::new(State::new(config, KeyRing::new(signing_key.await??)));
 
+    let shutdown = shutdown_signal()?;
     log::write_now(&startup::ready_line(&state.config));
     log::start_writer();
     tokio::select! {
         () = server::serve(https, Listener::Https, Some(tls.acceptor), Arc::clone(&state)) => {}
         () = server::serve(http, Listener::Http, None, Arc::clone(&state)) => {}
-        () = shutdown_signal() => {}
+        () = shutdown => {}
     }
     log::event(&serde_json::json!({"event": "shutdown"}));
     if temporary {
@@ -107,24 +110,24 @@ async fn run(options: cli::Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Resolves on SIGINT or SIGTERM. The handlers are registered by this call, before the ready line, so a
+/// signal sent as soon as the line is read still shuts down cleanly.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

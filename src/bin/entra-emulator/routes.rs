@@ -86,15 +86,17 @@ impl Route<'_> {
             Self::Control(_) | Self::NotFound => None,
         }
     }
-}
 
-fn counter(target: Target, request: &Request) -> Counter {
-    match target {
-        Target::Token => token_endpoint::counter(request),
-        Target::Jwks => Counter::Jwks,
-        Target::Discovery => Counter::Discovery,
-        Target::KeyVault => Counter::KeyVault,
-        Target::Identity | Target::All => Counter::Identity,
+    /// The counter a request to this route bumps (the token endpoint's depends on the grant type).
+    fn counter(&self, request: &Request) -> Option<Counter> {
+        match self {
+            Self::Discovery { .. } => Some(Counter::Discovery),
+            Self::Jwks { .. } => Some(Counter::Jwks),
+            Self::Token { .. } => Some(token_endpoint::counter(request)),
+            Self::KeyVault { .. } => Some(Counter::KeyVault),
+            Self::Identity => Some(Counter::Identity),
+            Self::Control(_) | Self::NotFound => None,
+        }
     }
 }
 
@@ -108,7 +110,9 @@ pub async fn dispatch(state: &State, request: Request) -> Response {
     let response = match target {
         None => answer(state, &request, &route).await,
         Some(target) => {
-            state.stats.bump(counter(target, &request));
+            if let Some(counter) = route.counter(&request) {
+                state.stats.bump(counter);
+            }
             let fault = state.faults().take(target);
             fault_mode = fault.map(|fault| fault.mode);
             let response = match fault {
