@@ -151,6 +151,16 @@ mod tests {
             ),
             (
                 StatusCode::BAD_REQUEST,
+                body("invalid_grant", 500131),
+                UpstreamErrorKind::AssertionRejected,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                body("unauthorized_client", 7000114),
+                UpstreamErrorKind::AssertionRejected,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
                 body("invalid_request", 900144),
                 UpstreamErrorKind::Refused,
             ),
