@@ -137,6 +137,29 @@ async fn mfa_demand_is_returned_as_a_claims_challenge() {
 }
 
 #[tokio::test]
+async fn claims_challenge_round_trip_succeeds_once_the_user_satisfies_mfa() {
+    // Arrange: Conditional Access demands MFA for SQL, and the first token was a password sign-in.
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn(&emulator).await;
+    emulator
+        .obo_policy(USER_OID, Some(SQL_RESOURCE), "mfa")
+        .await;
+    let password_only = emulator.user_token().await;
+    let challenged = broker.token(&password_only, sql_user_lane()).await;
+    assert_error(challenged, 401, "interaction_required").await;
+
+    // Act: the client signs the user in again with MFA, as the challenge asks, and retries.
+    let stepped_up = emulator
+        .mint(json!({"kind": "user", "claims": {"amr": ["pwd", "mfa"]}}))
+        .await;
+    let body = assert_issued(broker.token(&stepped_up, sql_user_lane()).await).await;
+
+    // Assert: the retry reached Entra (the challenge was not remembered) and was issued to the user.
+    assert_eq!(issued_claims(&body)["upn"], USER_UPN);
+    assert_eq!(emulator.stats().await["token_requests"]["obo"], 2);
+}
+
+#[tokio::test]
 async fn consent_refusal_is_403_consent_required() {
     let emulator = TestEmulator::start().await;
     let broker = TestBroker::spawn(&emulator).await;
