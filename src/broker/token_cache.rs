@@ -95,6 +95,8 @@ impl TokenCache {
                 self.refresh_ahead(key, &entry, not_after, fetch);
                 return Ok(grant(&entry.token, true));
             }
+            // Inside the margin: drop it so the insert below fetches instead of finding it.
+            self.tokens.invalidate(&key).await;
         }
         let margin = self.margin;
         let fetched = self
