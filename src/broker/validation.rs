@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use moka::future::Cache;
 use serde::Deserialize;
@@ -21,6 +23,8 @@ use crate::secret::Secret;
 const VALIDATED_CAPACITY: u64 = 20_000;
 /// Longest display string kept from a token.
 const MAX_DISPLAY: usize = 256;
+/// Deepest JSON nesting accepted in claims; Entra's access tokens nest two or three levels.
+const MAX_CLAIMS_DEPTH: usize = 8;
 
 pub struct CallerValidator {
     jwks: Arc<JwksCache>,
@@ -119,6 +123,13 @@ impl TokenRules {
     /// Verifies `token` (whose header named `kid`) against `keys` and every claim rule.
     pub fn verify(&self, token: &str, kid: &str, keys: &KeySet) -> Result<Caller, CallerError> {
         let key = keys.key(kid).ok_or(CallerError::UnknownKey)?;
+        let payload = token.split('.').nth(1).ok_or(CallerError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| CallerError::Malformed)?;
+        if nesting_depth(&payload) > MAX_CLAIMS_DEPTH {
+            return Err(CallerError::Malformed);
+        }
 
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = self.skew.as_secs();
@@ -177,6 +188,25 @@ impl TokenRules {
         }
         Ok(())
     }
+}
+
+/// How deeply the JSON in `bytes` nests objects and arrays (brackets inside strings do not count).
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in bytes {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') | (false, _, b'"') => in_string = !in_string,
+            (false, _, b'{' | b'[') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, _, b'}' | b']') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// User or app, from `idtyp` when present, else from the presence of delegated scopes.
@@ -410,6 +440,21 @@ pub(crate) mod tests {
             let claims = with(user_claims(), changes.clone());
             assert_eq!(verify(&signer, &claims).unwrap_err(), expected, "{changes}");
         }
+    }
+
+    #[test]
+    fn deeply_nested_claims_are_malformed() {
+        let signer = Signer::new();
+        let mut deep = json!("x");
+        for _ in 0..MAX_CLAIMS_DEPTH {
+            deep = json!({ "a": [deep] });
+        }
+        let claims = with(user_claims(), json!({ "deep": deep }));
+        assert_eq!(
+            verify(&signer, &claims).unwrap_err(),
+            CallerError::Malformed
+        );
+        assert_eq!(nesting_depth(br#"{"a":"{[{[","b":[1,{"c":"\"]"}]}"#), 3);
     }
 
     #[test]

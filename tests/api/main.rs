@@ -3,12 +3,21 @@
 
 mod helpers;
 
+mod adversarial_claims;
+mod adversarial_encodings;
+mod adversarial_injection;
+mod adversarial_requests;
+mod adversarial_tokens;
 mod allowlist;
 mod audit;
 mod caller_validation;
 mod function_config;
 mod get_sp_token;
+mod health;
+mod rate_limits;
 mod request_hygiene;
+mod resilience;
 mod settings;
+mod token_cache;
 mod token_obo;
 mod upstream_faults;

@@ -16,10 +16,20 @@ pub fn encode(
     claims: &Map<String, Value>,
     key: &SigningKey,
 ) -> anyhow::Result<String> {
+    encode_raw(header, &serde_json::to_vec(claims)?, key)
+}
+
+/// Signs `header.payload` with `key`, the payload bytes taken verbatim (so tests can sign payloads no
+/// JSON map can hold: duplicated or deeply nested claims).
+pub fn encode_raw(
+    header: &Map<String, Value>,
+    payload: &[u8],
+    key: &SigningKey,
+) -> anyhow::Result<String> {
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?),
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?)
+        URL_SAFE_NO_PAD.encode(payload)
     );
     let signature = key.sign(signing_input.as_bytes())?;
     Ok(format!(

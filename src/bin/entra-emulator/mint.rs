@@ -1,6 +1,6 @@
 //! `POST /_emulator/tokens`: caller tokens for tests, signed by the current, previous or an unpublished
 //! key. Users get the v2 shape by default, MSI callers v1; `claims` and `header` override or (with null)
-//! remove any claim or header field afterwards.
+//! remove any claim or header field afterwards; `raw_claims` signs a payload string verbatim.
 
 use crate::identities::{
     BROKER_CLIENT_ID, MSI_CALLER_APP_ID, MSI_CALLER_OID, MSI_CALLER_RESOURCE_ID, TENANT_ID,
@@ -44,6 +44,8 @@ pub struct MintRequest {
     iat_offset_seconds: Option<i64>,
     key: Option<KeyChoice>,
     claims: Option<Map<String, Value>>,
+    /// A payload signed verbatim instead of the generated claims.
+    raw_claims: Option<String>,
     header: Option<Map<String, Value>>,
 }
 
@@ -57,10 +59,13 @@ pub async fn mint(state: &State, request: MintRequest) -> Result<String, String>
         return Err("version must be 1 or 2".into());
     }
     let key = signing_key(state, request.key.unwrap_or(KeyChoice::Current)).await?;
-    let mut claims = claims(state, &request, kind, version);
-    apply_overrides(&mut claims, request.claims.as_ref());
     let mut header = issue::header(&key);
     apply_overrides(&mut header, request.header.as_ref());
+    if let Some(raw) = &request.raw_claims {
+        return jwt::encode_raw(&header, raw.as_bytes(), &key).map_err(|error| error.to_string());
+    }
+    let mut claims = claims(state, &request, kind, version);
+    apply_overrides(&mut claims, request.claims.as_ref());
     jwt::encode(&header, &claims, &key).map_err(|error| error.to_string())
 }
 

@@ -2,7 +2,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::helpers::broker::TestBroker;
+use crate::helpers::emulator::TestEmulator;
+use crate::helpers::ids::sql_request;
 
 /// The body as JSON, whatever the status.
 pub async fn json_body(response: reqwest::Response) -> Value {
@@ -106,4 +110,67 @@ fn decode_segment(jwt: &str, index: usize) -> Value {
         .decode(segment)
         .expect("base64url JWT segment");
     serde_json::from_slice(&bytes).expect("JSON JWT segment")
+}
+
+/// Sends each `(case, token, detail)` to GetSPToken and asserts 401 `invalid_token` with the challenge,
+/// and an audit line `denied` / `invalid_token` whose `detail` is the stable reason `detail`.
+pub async fn assert_corpus_rejected(broker: &TestBroker, cases: &[(&str, String, &str)]) {
+    let before = broker.audit_lines().len();
+    for (index, (case, token, detail)) in cases.iter().enumerate() {
+        let response = broker.get_sp_token(token, sql_request()).await;
+        assert_invalid_token(response, case).await;
+        let lines = broker.wait_for_audit_lines(before + index + 1).await;
+        let line = lines
+            .get(before + index)
+            .unwrap_or_else(|| panic!("case `{case}`: no audit line"));
+        assert_eq!(
+            (
+                line["decision"].as_str(),
+                line["reason"].as_str(),
+                line["detail"].as_str()
+            ),
+            (Some("denied"), Some("invalid_token"), Some(*detail)),
+            "case `{case}`: audit line {line}"
+        );
+    }
+}
+
+/// `(case, content type, body, status, error code)` for one hostile request.
+pub type BodyCase<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+
+/// Sends each case to `path` with a valid bearer and asserts status and code; nothing reaches Entra.
+pub async fn assert_bodies_refused(
+    emulator: &TestEmulator,
+    broker: &TestBroker,
+    path: &str,
+    cases: Vec<BodyCase<'_>>,
+) {
+    let bearer = format!("Bearer {}", emulator.user_token().await);
+    for (case, content_type, body, status, code) in cases {
+        let mut headers = vec![("authorization", bearer.as_str())];
+        headers.extend(content_type.map(|value| ("content-type", value)));
+        let response = broker.post_raw(path, &headers, body).await;
+        assert_eq!(
+            status_and_code(response).await,
+            (status, code.to_owned()),
+            "case `{case}`"
+        );
+    }
+    let stats = emulator.stats().await;
+    assert_eq!(
+        (
+            &stats["token_requests"]["client_credentials"],
+            &stats["token_requests"]["obo"]
+        ),
+        (&json!(0), &json!(0))
+    );
+}
+
+/// Asserts that the audit line of the `index`-th request (from 0) records `detail`.
+pub async fn assert_audit_detail(broker: &TestBroker, index: usize, case: &str, detail: &str) {
+    let lines = broker.wait_for_audit_lines(index + 1).await;
+    let line = lines
+        .get(index)
+        .unwrap_or_else(|| panic!("case `{case}`: no audit line"));
+    assert_eq!(line["detail"], detail, "case `{case}`: audit line {line}");
 }

@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::Value;
 
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::function_app::FunctionApp;
 use crate::helpers::host::{BrokerProcess, FrontEnd};
+use crate::helpers::ids::sql_request;
 
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
@@ -69,6 +71,20 @@ impl TestBroker {
             request = request.header(*name, *value);
         }
         request.send().await.expect("POST through the host")
+    }
+
+    /// A GetSPToken call for Azure SQL with exactly these `Authorization` values, as raw bytes so that
+    /// non-ASCII values can be sent; `&[]` sends none.
+    pub async fn get_sp_token_with_authorization(&self, values: &[&[u8]]) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}/api/GetSPToken", self.url()))
+            .json(&sql_request());
+        for value in values {
+            let value = HeaderValue::from_bytes(value).expect("a sendable header value");
+            request = request.header(AUTHORIZATION, value);
+        }
+        request.send().await.expect("POST /api/GetSPToken")
     }
 
     pub async fn health(&self) -> reqwest::Response {

@@ -9,6 +9,10 @@ pub const BROKER_SP_OID: &str = "5c1f0e2d-8b3a-4f7c-9d6e-1a2b3c4d5e6f";
 pub const MSI_OID: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
 /// A managed identity that no allowlist names until a test adds it.
 pub const OTHER_MSI_OID: &str = "8f9e0d1c-2b3a-4c5d-9e6f-7a8b9c0d1e2f";
+/// The default managed identity caller's resource id (`xms_mirid`), its display name in GetSPToken.
+pub const MSI_RESOURCE_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/fabric-ws";
+/// The client app (`azp`) of the emulator's default user tokens: another app of the tenant.
+pub const USER_CLIENT_APP_ID: &str = "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
 pub const USER_OID: &str = "3c4d5e6f-7a8b-4c9d-8e0f-2a3b4c5d6e7f";
 pub const USER_UPN: &str = "ana@contoso.com";
 pub const USER2_OID: &str = "4d5e6f7a-8b9c-4dae-9f01-3b4c5d6e7f80";

@@ -1,5 +1,5 @@
-//! Shared test helpers: the emulator, the emulated Functions host in front of the broker, ids, assertions
-//! and hostile tokens.
+//! Shared test helpers: the emulator, the emulated Functions host in front of the broker, ids,
+//! assertions, hostile tokens and loopback stubs.
 
 pub mod assertions;
 pub mod broker;
@@ -8,4 +8,5 @@ pub mod function_app;
 pub mod host;
 pub mod ids;
 pub mod logs;
+pub mod stubs;
 pub mod tokens;
