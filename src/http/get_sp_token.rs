@@ -9,11 +9,10 @@ use warp::reply::Response;
 
 use crate::broker::Broker;
 use crate::broker::caller::Caller;
-use crate::broker::metrics::Metrics;
 use crate::broker::scope::TargetScope;
 use crate::broker::token_cache::Grant;
 use crate::http::error::ApiError;
-use crate::http::reply::{finish, no_store_json, seconds_left};
+use crate::http::reply::{begin, finish, no_store_json, seconds_left};
 use crate::http::request::RequestParts;
 use crate::telemetry::AuditRecord;
 
@@ -43,12 +42,7 @@ struct CallerBody<'a> {
 }
 
 pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
-    Metrics::add(&broker.metrics.requests);
-    let mut record = AuditRecord {
-        request_id: parts.request_id(),
-        route: ROUTE,
-        ..AuditRecord::default()
-    };
+    let mut record = begin(ROUTE, &parts, &broker);
     let outcome = issue(&parts, &broker, &mut record).await;
     let (caller, scope) = (record.caller.clone(), record.scope.clone());
     finish(&broker, &record, outcome, |grant| {

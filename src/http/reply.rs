@@ -9,7 +9,18 @@ use crate::broker::Broker;
 use crate::broker::metrics::Metrics;
 use crate::broker::token_cache::Grant;
 use crate::http::error::{ApiError, ErrorContext};
+use crate::http::request::RequestParts;
 use crate::telemetry::{self, AuditRecord};
+
+/// Counts the request and starts its audit record.
+pub fn begin(route: &'static str, parts: &RequestParts, broker: &Broker) -> AuditRecord {
+    Metrics::add(&broker.metrics.requests);
+    AuditRecord {
+        request_id: parts.request_id(),
+        route,
+        ..AuditRecord::default()
+    }
+}
 
 /// Audits the outcome and turns it into a response; `success` builds the 200 from the grant.
 pub fn finish(

@@ -8,12 +8,11 @@ use serde_json::Value;
 use warp::http::Method;
 use warp::reply::Response;
 
-use crate::broker::metrics::Metrics;
 use crate::broker::scope::is_alias;
 use crate::broker::token_cache::Grant;
 use crate::broker::{Broker, Lane};
 use crate::http::error::ApiError;
-use crate::http::reply::{finish, no_store_json, seconds_left};
+use crate::http::reply::{begin, finish, no_store_json, seconds_left};
 use crate::http::request::RequestParts;
 use crate::telemetry::AuditRecord;
 
@@ -54,12 +53,7 @@ struct TokenResponse<'a> {
 }
 
 pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
-    Metrics::add(&broker.metrics.requests);
-    let mut record = AuditRecord {
-        request_id: parts.request_id(),
-        route: ROUTE,
-        ..AuditRecord::default()
-    };
+    let mut record = begin(ROUTE, &parts, &broker);
     let outcome = issue(&parts, &broker, &mut record).await;
     let audience = record.audience.clone().unwrap_or_default();
     let scope = record.scope.clone().unwrap_or_default();

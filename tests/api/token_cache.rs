@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use crate::helpers::assertions::{assert_error, assert_issued, issued_claims};
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
-use crate::helpers::ids::{SQL_RESOURCE, USER_OID, USER2_NAME, USER2_OID, USER2_UPN, sql_request};
+use crate::helpers::ids::{
+    SQL_RESOURCE, USER_OID, USER2_NAME, USER2_OID, USER2_UPN, sql_request, sql_user_lane,
+};
 
 async fn client_credentials_calls(emulator: &TestEmulator) -> u64 {
     emulator.stats().await["token_requests"]["client_credentials"]
@@ -24,10 +26,6 @@ async fn obo_calls(emulator: &TestEmulator) -> u64 {
 
 fn expires_in(body: &Value) -> u64 {
     body["expires_in"].as_u64().expect("expires_in is a number")
-}
-
-fn sql_user_lane() -> Value {
-    json!({"audience": "sql", "lane": "user"})
 }
 
 #[tokio::test]

@@ -12,11 +12,8 @@ use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{
     BROKER_SP_OID, SQL_RESOURCE, SQL_SCOPE, USER_OID, USER_UPN, USER2_NAME, USER2_OID, USER2_UPN,
+    sql_user_lane,
 };
-
-fn sql_user_lane() -> Value {
-    json!({"audience": "sql", "lane": "user"})
-}
 
 #[tokio::test]
 async fn user_lane_returns_a_sql_token_issued_to_the_user() {

@@ -28,6 +28,11 @@ pub fn sql_request() -> Value {
     json!({"targetScope": SQL_SCOPE})
 }
 
+/// The Token route body asking for Azure SQL as the signed-in user (On-Behalf-Of).
+pub fn sql_user_lane() -> Value {
+    json!({"audience": "sql", "lane": "user"})
+}
+
 /// A random version-4 GUID, as the host generates invocation and worker ids.
 pub fn new_guid() -> String {
     let mut bytes: [u8; 16] = rand::random();
