@@ -1,0 +1,87 @@
+//! `cargo bench --bench load`: end-to-end load figures for the release `token-broker` against the
+//! release `entra-emulator` on loopback (cached throughput and latency beside a bare warp handler,
+//! cold start, a cold-scope stampede, peak memory), printed as one table with the targets. The
+//! binaries are the ones cargo builds for this bench (`CARGO_BIN_EXE_*`), so they are never stale.
+//! Run with `TOKEN_BROKER_BENCH_DIAGNOSE=1` for extra rows that help find where the time goes.
+
+mod bare;
+mod emulator;
+mod load;
+mod process;
+mod report;
+mod scenarios;
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::emulator::Emulator;
+use crate::load::LoadSpec;
+use crate::report::Report;
+use crate::scenarios::BrokerProcess;
+
+/// Distinct caller tokens minted for the throughput runs.
+const CALLERS: usize = 500;
+const COLD_START_RUNS: usize = 5;
+pub const STAMPEDE_REQUESTS: usize = 1_000;
+const DIAGNOSE_VAR: &str = "TOKEN_BROKER_BENCH_DIAGNOSE";
+/// How long to wait for a child process to be ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn main() -> anyhow::Result<()> {
+    if std::env::var_os(bare::MODE_VAR).is_some() {
+        return bare::serve();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("build the load generator's runtime")?;
+    let report = runtime.block_on(run())?;
+    report.print();
+    Ok(())
+}
+
+async fn run() -> anyhow::Result<Report> {
+    let emulator = Emulator::start().await?;
+    progress(&format!("minting {CALLERS} caller tokens"));
+    let tokens = emulator.mint_msi_tokens(CALLERS).await?;
+
+    let broker = BrokerProcess::start(&emulator, &[]).await?;
+    progress("(a) broker: cached GetSPToken, 32 connections, 2 s warm-up + 8 s");
+    let broker_load = load::run(&LoadSpec::get_sp_token(broker.addr(), &tokens)?).await?;
+    let broker_peak = broker.peak_rss_kib()?;
+    let broker_log_lines = broker.log_lines();
+    drop(broker);
+
+    let bare = bare::BareHandler::start().await?;
+    progress("(b) bare warp handler: same load");
+    let bare_load = load::run(&LoadSpec::get_sp_token(bare.addr(), &tokens)?).await?;
+    drop(bare);
+
+    progress("(c) cold start");
+    let first = tokens.first().context("no caller tokens")?;
+    let cold_starts = scenarios::cold_starts(&emulator, first, COLD_START_RUNS).await?;
+
+    progress("(d) stampede");
+    let stampede = scenarios::stampede(&emulator, &tokens, STAMPEDE_REQUESTS).await?;
+
+    let diagnostics = match std::env::var_os(DIAGNOSE_VAR) {
+        Some(_) => Some(scenarios::diagnostics(&emulator, &tokens).await?),
+        None => None,
+    };
+    Ok(Report {
+        callers: CALLERS,
+        broker_load,
+        broker_log_lines,
+        bare_load,
+        cold_starts,
+        stampede,
+        broker_peak_rss_kib: broker_peak,
+        diagnostics,
+    })
+}
+
+/// One progress line on stderr, so the table on stdout stays clean.
+pub fn progress(message: &str) {
+    eprintln!("[load] {message}");
+}
