@@ -10,7 +10,7 @@ use token_broker::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init();
+    let _log_writer = telemetry::init();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {

@@ -2,14 +2,16 @@
 //! the broker's client secret, callers' bearer tokens, OBO assertions and issued access tokens.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A value that must never be printed. It has no `Display` and no `Serialize`; `Debug` prints
 /// `Secret([REDACTED])`, and the one way to read it, [`Secret::expose`], is easy to find in review.
+/// Shared (`Arc`), so the copies a cached token hands to each request cost no allocation.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Box<str>);
+pub struct Secret(Arc<str>);
 
 impl Secret {
-    pub fn new(value: impl Into<Box<str>>) -> Self {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
         Self(value.into())
     }
 

@@ -86,9 +86,6 @@ impl TokenCache {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<IssuedToken, UpstreamError>> + Send + 'static,
     {
-        if let Some(refusal) = self.refused.get(&key).await {
-            return Err(refusal);
-        }
         if let Some(hit) = self.tokens.get(&key).await {
             let entry = hit.value;
             if self.serve_until(&entry.token, not_after) > now() {
@@ -98,11 +95,18 @@ impl TokenCache {
             // Inside the margin: drop it so the insert below fetches instead of finding it.
             self.tokens.invalidate(&key).await;
         }
+        if let Some(refusal) = self.refused.get(&key).await {
+            return Err(refusal);
+        }
         let margin = self.margin;
+        // Boxed: every request waiting on the single flight holds this future, and inline it would
+        // carry the whole exchange's state.
         let fetched = self
             .tokens
             .entry(key)
-            .or_try_insert_with(async { Ok(new_entry(fetch().await?, not_after, margin)) })
+            .or_try_insert_with(Box::pin(async move {
+                Ok(new_entry(fetch().await?, not_after, margin))
+            }))
             .await;
         match fetched {
             // A waiter that shared another request's exchange made no call of its own: a hit.

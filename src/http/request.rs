@@ -89,26 +89,29 @@ impl RequestParts {
         if values.next().is_some() {
             return Err(CallerError::MalformedAuthorization);
         }
-        let value = value
-            .to_str()
-            .map_err(|_| CallerError::MalformedAuthorization)?;
-        let (scheme, token) = value
-            .split_once(' ')
+        // One pass over the raw bytes: the scheme, one space, then a compact JWS (base64url segments
+        // separated by exactly two dots) of bounded length.
+        let value = value.as_bytes();
+        let space = value
+            .iter()
+            .position(|&b| b == b' ')
             .ok_or(CallerError::MalformedAuthorization)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
+        let (scheme, token) = value.split_at(space);
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
             return Err(CallerError::MalformedAuthorization);
         }
-        let well_formed = !token.is_empty()
-            && token.len() <= MAX_BEARER
-            && token.split('.').count() == 3
-            && token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if well_formed {
-            Ok(Secret::new(token))
-        } else {
-            Err(CallerError::Malformed)
+        let token = token.get(1..).unwrap_or_default();
+        let mut dots = 0;
+        let charset_ok = token.iter().all(|&b| {
+            dots += usize::from(b == b'.');
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+        });
+        if token.is_empty() || token.len() > MAX_BEARER || !charset_ok || dots != 2 {
+            return Err(CallerError::Malformed);
         }
+        std::str::from_utf8(token)
+            .map(Secret::new)
+            .map_err(|_| CallerError::Malformed)
     }
 
     /// The Functions host's invocation id when it is a plausible id, else a fresh one.
@@ -125,8 +128,7 @@ impl RequestParts {
 }
 
 fn new_request_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:032x}", rand::random::<u128>())
 }
 
 #[cfg(test)]
