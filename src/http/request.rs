@@ -124,6 +124,14 @@ impl RequestParts {
         let charset_ok = token
             .iter()
             .all(|&b| JWS_CHARS.get(usize::from(b)).copied().unwrap_or(false));
+        if !charset_ok
+            && !token
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            // Not even a printable header value (RFC 9110 field-value), let alone a token.
+            return Err(CallerError::MalformedAuthorization);
+        }
         let dots = token.iter().filter(|&&b| b == b'.').count();
         if !charset_ok || dots != 2 {
             return Err(CallerError::Malformed);
@@ -175,7 +183,7 @@ mod tests {
 
     #[test]
     fn authorization_rules() {
-        let cases: [(&[&str], CallerError); 7] = [
+        let cases: [(&[&str], CallerError); 8] = [
             (&[], CallerError::MissingAuthorization),
             (
                 &["Bearer a.b.c", "Bearer a.b.c"],
@@ -186,6 +194,7 @@ mod tests {
             (&["Bearer  a.b.c"], CallerError::Malformed),
             (&["Bearer a.b"], CallerError::Malformed),
             (&["Bearer a.b.c=="], CallerError::Malformed),
+            (&["Bearer a.b.\u{e9}"], CallerError::MalformedAuthorization),
         ];
         for (headers, expected) in cases {
             assert_eq!(
