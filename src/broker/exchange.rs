@@ -14,7 +14,7 @@ use crate::broker::ids::{ClientId, TenantId};
 use crate::broker::scope::TargetScope;
 use crate::broker::upstream::{Upstream, UpstreamCallError};
 use crate::broker::validation::now;
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretJson};
 
 const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Consecutive unavailable answers that open the breaker, and how long it then stays open.
@@ -27,7 +27,7 @@ const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// A token Entra issued.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
-    pub access_token: Secret,
+    pub access_token: SecretJson,
     /// Unix seconds.
     pub expires_at: u64,
     pub correlation_id: String,
@@ -139,7 +139,7 @@ enum ExpiresIn {
     Text(String),
 }
 
-pub(crate) fn parse_success(body: &[u8]) -> Result<(Secret, u64), UpstreamError> {
+pub(crate) fn parse_success(body: &[u8]) -> Result<(SecretJson, u64), UpstreamError> {
     let invalid = || UpstreamError::new(UpstreamErrorKind::InvalidResponse);
     let response: TokenResponse = serde_json::from_slice(body).map_err(|_| invalid())?;
     let expires_in = match response.expires_in {
@@ -147,17 +147,16 @@ pub(crate) fn parse_success(body: &[u8]) -> Result<(Secret, u64), UpstreamError>
         ExpiresIn::Text(text) => text.parse().map_err(|_| invalid())?,
     };
     let token = response.access_token;
-    let token_ok = !token.is_empty()
-        && token.len() <= MAX_TOKEN_LEN
-        && token.bytes().all(|b| b.is_ascii_graphic());
     if !response.token_type.eq_ignore_ascii_case("bearer")
-        || !token_ok
+        || token.is_empty()
+        || token.len() > MAX_TOKEN_LEN
         || expires_in == 0
         || expires_in > MAX_EXPIRES_IN
     {
         return Err(invalid());
     }
-    Ok((Secret::new(token), expires_in))
+    let token = SecretJson::new(&token).ok_or_else(invalid)?;
+    Ok((token, expires_in))
 }
 
 fn new_correlation_id() -> String {
@@ -237,7 +236,10 @@ mod tests {
     fn success_body_is_parsed_strictly() {
         let ok = br#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ0.eyJ1.c2ln"}"#;
         let (token, expires_in) = parse_success(ok).unwrap();
-        assert_eq!((token.expose(), expires_in), ("eyJ0.eyJ1.c2ln", 3599));
+        assert_eq!(
+            (token.expose_json().get(), expires_in),
+            ("\"eyJ0.eyJ1.c2ln\"", 3599)
+        );
         let text = br#"{"token_type":"bearer","expires_in":"60","access_token":"abc"}"#;
         assert_eq!(parse_success(text).unwrap().1, 60);
         for bad in [

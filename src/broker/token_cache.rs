@@ -15,7 +15,7 @@ use crate::broker::error::{UpstreamError, UpstreamErrorKind};
 use crate::broker::exchange::IssuedToken;
 use crate::broker::timed::{Timed, TimedExpiry};
 use crate::broker::validation::now;
-use crate::secret::Secret;
+use crate::secret::SecretJson;
 
 const TOKEN_CAPACITY: u64 = 50_000;
 const REFUSAL_CAPACITY: u64 = 10_000;
@@ -30,7 +30,7 @@ pub type CacheKey = Digest;
 /// What the core hands back for a request: a token and how it was obtained.
 #[derive(Debug, Clone)]
 pub struct Grant {
-    pub access_token: Secret,
+    pub access_token: SecretJson,
     /// Unix seconds.
     pub expires_at: u64,
     pub cache_hit: bool,

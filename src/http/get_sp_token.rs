@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use warp::http::Method;
 use warp::reply::Response;
 
@@ -26,7 +27,7 @@ struct GetSpTokenRequest {
 
 #[derive(Serialize)]
 struct GetSpTokenResponse<'a> {
-    access_token: &'a str,
+    access_token: &'a RawValue,
     token_type: &'static str,
     expires_in: u64,
     scope: &'a str,
@@ -44,9 +45,12 @@ struct CallerBody<'a> {
 pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
     let mut record = begin(ROUTE, &parts, &broker);
     let outcome = issue(&parts, &broker, &mut record).await;
-    let (caller, scope) = (record.caller.clone(), record.scope.clone());
     finish(&broker, &record, outcome, |grant| {
-        no_store_json(&body(grant, caller.as_deref(), scope.as_deref()))
+        no_store_json(&body(
+            grant,
+            record.caller.as_deref(),
+            record.scope.as_deref(),
+        ))
     })
 }
 
@@ -81,7 +85,7 @@ fn body<'a>(
 ) -> GetSpTokenResponse<'a> {
     GetSpTokenResponse {
         // The one place the issued token is exposed: the 200 body.
-        access_token: grant.access_token.expose(),
+        access_token: grant.access_token.expose_json(),
         token_type: "Bearer",
         expires_in: seconds_left(grant.expires_at),
         scope: scope.unwrap_or_default(),

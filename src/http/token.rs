@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use warp::http::Method;
 use warp::reply::Response;
 
@@ -43,7 +44,7 @@ pub(crate) struct ParsedRequest {
 
 #[derive(Serialize)]
 struct TokenResponse<'a> {
-    access_token: &'a str,
+    access_token: &'a RawValue,
     token_type: &'static str,
     expires_in: u64,
     expires_on: u64,
@@ -55,18 +56,18 @@ struct TokenResponse<'a> {
 pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
     let mut record = begin(ROUTE, &parts, &broker);
     let outcome = issue(&parts, &broker, &mut record).await;
-    let audience = record.audience.clone().unwrap_or_default();
-    let scope = record.scope.clone().unwrap_or_default();
+    let audience = record.audience.as_deref().unwrap_or_default();
+    let scope = record.scope.as_deref().unwrap_or_default();
     let lane = record.lane.map_or("", Lane::as_str);
     finish(&broker, &record, outcome, |grant| {
         no_store_json(&TokenResponse {
             // The one place the issued token is exposed: the 200 body.
-            access_token: grant.access_token.expose(),
+            access_token: grant.access_token.expose_json(),
             token_type: "Bearer",
             expires_in: seconds_left(grant.expires_at),
             expires_on: grant.expires_at,
-            audience: &audience,
-            scope: &scope,
+            audience,
+            scope,
             lane,
         })
     })
