@@ -1,9 +1,6 @@
 //! Logging: JSON lines on stdout (the Functions host logs stderr lines as errors and ships stdout to
 //! Application Insights), and the one audit line per decision. Never a token, secret or assertion.
 
-use std::io::BufWriter;
-
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::broker::Lane;
@@ -11,23 +8,16 @@ use crate::broker::caller::Caller;
 use crate::broker::error::BrokerError;
 use crate::broker::token_cache::Grant;
 use crate::http::error::ApiError;
+use crate::log_writer::{BatchedStdout, FlushOnDrop};
 
-const QUEUED_LINES: usize = 64 * 1024;
-const WRITE_BUFFER: usize = 64 * 1024;
 /// Read before settings (so that a settings error can be logged), like `RUST_LOG`.
 const LOG_FILTER_VAR: &str = "BROKER_LOG";
 const DEFAULT_FILTER: &str = "info,azure_core=warn,azure_identity=warn,azure_security_keyvault_secrets=warn,hyper=warn,reqwest=warn,warp=warn";
 
-/// Lines are formatted on the request's thread and written by one writer thread, batched: a request
-/// never waits on the stdout pipe (one `write` per line was a quarter of the broker's CPU under load).
-/// Nothing is dropped: when the queue is full, logging waits. Keep the guard until exit; dropping it
-/// flushes.
-pub fn init() -> WorkerGuard {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(QUEUED_LINES)
-        .thread_name("log-writer")
-        .finish(BufWriter::with_capacity(WRITE_BUFFER, std::io::stdout()));
+/// Installs the JSON subscriber on batched stdout (see `log_writer`). Keep the guard until exit;
+/// dropping it flushes.
+pub fn init() -> FlushOnDrop {
+    let (writer, guard) = BatchedStdout::start();
     let filter =
         EnvFilter::try_from_env(LOG_FILTER_VAR).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     tracing_subscriber::fmt()
