@@ -23,6 +23,9 @@ pub const SQL_SCOPE_BODY: &str = r#"{"targetScope":"https://database.windows.net
 pub const CONNECTIONS: usize = 32;
 const WARM_UP: Duration = Duration::from_secs(2);
 const MEASURE: Duration = Duration::from_secs(8);
+/// The measured load is split into this many slices, alternating between the two servers, so that a
+/// change in the shared machine's background load affects both sides of the ratio alike.
+pub const SLICES: u32 = 4;
 
 /// What to send, where, and for how long.
 pub struct LoadSpec {
@@ -45,6 +48,17 @@ impl LoadSpec {
             bearers: Arc::new(bearers(tokens)?),
         })
     }
+
+    /// One of `SLICES` alternating slices of the standard run (a shorter warm-up each).
+    pub fn slice(&self) -> Self {
+        Self {
+            addr: self.addr,
+            connections: self.connections,
+            warm_up: self.warm_up / SLICES,
+            measure: self.measure / SLICES,
+            bearers: self.bearers.clone(),
+        }
+    }
 }
 
 /// Requests started inside the measured window, and how they went.
@@ -57,6 +71,24 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// One result from several runs against the same server.
+    pub fn merge(results: Vec<LoadResult>) -> LoadResult {
+        let mut merged = LoadResult {
+            requests: 0,
+            non_200: 0,
+            measure: Duration::ZERO,
+            latencies: Vec::new(),
+        };
+        for result in results {
+            merged.requests += result.requests;
+            merged.non_200 += result.non_200;
+            merged.measure += result.measure;
+            merged.latencies.extend(result.latencies);
+        }
+        merged.latencies.sort_unstable();
+        merged
+    }
+
     pub fn requests_per_second(&self) -> f64 {
         self.requests as f64 / self.measure.as_secs_f64()
     }

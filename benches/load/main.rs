@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::emulator::Emulator;
-use crate::load::LoadSpec;
+use crate::load::{LoadResult, LoadSpec};
 use crate::report::Report;
 use crate::scenarios::BrokerProcess;
 
@@ -47,16 +47,24 @@ async fn run() -> anyhow::Result<Report> {
     let tokens = emulator.mint_msi_tokens(CALLERS).await?;
 
     let broker = BrokerProcess::start(&emulator, &[]).await?;
-    progress("(a) broker: cached GetSPToken, 32 connections, 2 s warm-up + 8 s");
-    let broker_load = load::run(&LoadSpec::get_sp_token(broker.addr(), &tokens)?).await?;
+    let bare = bare::BareHandler::start().await?;
+    progress(
+        "(a) broker and (b) bare warp handler: 32 connections, 4 alternating slices of 0.5 s warm-up + 2 s each",
+    );
+    let broker_spec = LoadSpec::get_sp_token(broker.addr(), &tokens)?.slice();
+    let bare_spec = LoadSpec::get_sp_token(bare.addr(), &tokens)?.slice();
+    let (mut broker_slices, mut bare_slices) = (Vec::new(), Vec::new());
+    for _ in 0..load::SLICES {
+        broker_slices.push(load::run(&broker_spec).await?);
+        bare_slices.push(load::run(&bare_spec).await?);
+    }
+    let (broker_load, bare_load) = (
+        LoadResult::merge(broker_slices),
+        LoadResult::merge(bare_slices),
+    );
     let broker_peak = broker.peak_rss_kib()?;
     let broker_log_lines = broker.log_lines();
-    drop(broker);
-
-    let bare = bare::BareHandler::start().await?;
-    progress("(b) bare warp handler: same load");
-    let bare_load = load::run(&LoadSpec::get_sp_token(bare.addr(), &tokens)?).await?;
-    drop(bare);
+    drop((broker, bare));
 
     progress("(c) cold start");
     let first = tokens.first().context("no caller tokens")?;
