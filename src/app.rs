@@ -123,6 +123,7 @@ fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, Startup
         tenant.clone(),
         settings.jwks_min_refresh,
     ));
+    let metrics = Arc::new(Metrics::default());
     let credential = Arc::new(match &settings.client_secret {
         ClientSecretSource::Value(secret) => CredentialSource::fixed(secret.clone()),
         ClientSecretSource::KeyVault { .. } => CredentialSource::pending(),
@@ -148,6 +149,7 @@ fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, Startup
         },
         endpoint: TokenEndpoint::new(
             upstream,
+            metrics.clone(),
             &settings.authority_host,
             &tenant,
             client_id.clone(),
@@ -155,7 +157,7 @@ fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, Startup
         cache: TokenCache::new(settings.token_margin),
         rate_limiter: RateLimiter::new(settings.rate_limits),
         credential,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         tenant,
         client_id,
     })

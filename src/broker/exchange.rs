@@ -2,6 +2,7 @@
 //! principal, and On-Behalf-Of (RFC 7523 jwt-bearer, `requested_token_use=on_behalf_of`) for a user.
 //! No Rust crate does OBO, and both grants share one form post, so both live here, small.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use url::Url;
 use crate::broker::entra_error;
 use crate::broker::error::{UpstreamError, UpstreamErrorKind};
 use crate::broker::ids::{ClientId, TenantId};
+use crate::broker::metrics::Metrics;
 use crate::broker::scope::TargetScope;
 use crate::broker::upstream::{Upstream, UpstreamCallError};
 use crate::broker::validation::now;
@@ -36,20 +38,24 @@ pub struct IssuedToken {
 
 pub struct TokenEndpoint {
     upstream: Upstream,
+    metrics: Arc<Metrics>,
     url: Url,
     client_id: ClientId,
     breaker: Breaker,
 }
 
 impl TokenEndpoint {
+    /// `metrics` counts every call made and every call that failed.
     pub fn new(
         upstream: Upstream,
+        metrics: Arc<Metrics>,
         authority: &Url,
         tenant: &TenantId,
         client_id: ClientId,
     ) -> Result<Self, url::ParseError> {
         Ok(Self {
             upstream,
+            metrics,
             url: authority.join(&format!("{tenant}/oauth2/v2.0/token"))?,
             client_id,
             breaker: Breaker::default(),
@@ -89,6 +95,7 @@ impl TokenEndpoint {
 
     async fn request(&self, form: &[(&str, &str)]) -> Result<IssuedToken, UpstreamError> {
         self.breaker.check()?;
+        Metrics::add(&self.metrics.token_endpoint_calls);
         let correlation_id = new_correlation_id();
         let started = Instant::now();
         let outcome = match self
@@ -109,6 +116,9 @@ impl TokenEndpoint {
         };
         let upstream_ms = started.elapsed().as_millis() as u64;
         self.breaker.record(&outcome);
+        if outcome.is_err() {
+            Metrics::add(&self.metrics.token_endpoint_failures);
+        }
         match outcome {
             Ok((access_token, expires_in)) => Ok(IssuedToken {
                 access_token,

@@ -132,24 +132,14 @@ impl Broker {
             scope.as_str().as_bytes(),
         ]);
         let endpoint = self.endpoint.clone();
-        let metrics = self.metrics.clone();
         let scope = scope.clone();
         let fetch = move || {
-            let (endpoint, metrics, credential, scope) = (
-                endpoint.clone(),
-                metrics.clone(),
-                credential.clone(),
-                scope.clone(),
-            );
+            let (endpoint, credential, scope) =
+                (endpoint.clone(), credential.clone(), scope.clone());
             async move {
-                Metrics::add(&metrics.token_endpoint_calls);
-                let issued = endpoint
+                endpoint
                     .client_credentials(&credential.secret, &scope)
-                    .await;
-                if issued.is_err() {
-                    Metrics::add(&metrics.token_endpoint_failures);
-                }
-                issued
+                    .await
             }
         };
         self.count(self.cache.get_or_fetch(key, u64::MAX, fetch).await)
@@ -175,25 +165,18 @@ impl Broker {
             Digest::of(&[assertion.expose().as_bytes()]).as_bytes(),
         ]);
         let endpoint = self.endpoint.clone();
-        let metrics = self.metrics.clone();
         let (scope, assertion) = (scope.clone(), assertion.clone());
         let fetch = move || {
-            let (endpoint, metrics, credential, scope, assertion) = (
+            let (endpoint, credential, scope, assertion) = (
                 endpoint.clone(),
-                metrics.clone(),
                 credential.clone(),
                 scope.clone(),
                 assertion.clone(),
             );
             async move {
-                Metrics::add(&metrics.token_endpoint_calls);
-                let issued = endpoint
+                endpoint
                     .on_behalf_of(&credential.secret, &assertion, &scope)
-                    .await;
-                if issued.is_err() {
-                    Metrics::add(&metrics.token_endpoint_failures);
-                }
-                issued
+                    .await
             }
         };
         self.count(self.cache.get_or_fetch(key, caller.expires_at, fetch).await)

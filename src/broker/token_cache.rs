@@ -88,7 +88,7 @@ impl TokenCache {
     {
         if let Some(hit) = self.tokens.get(&key).await {
             let entry = hit.value;
-            if self.serve_until(&entry.token, not_after) > now() {
+            if serve_until(&entry.token, not_after, self.margin) > now() {
                 self.refresh_ahead(key, &entry, not_after, fetch);
                 return Ok(grant(&entry.token, true));
             }
@@ -119,10 +119,6 @@ impl TokenCache {
                 Err(err)
             }
         }
-    }
-
-    fn serve_until(&self, token: &IssuedToken, not_after: u64) -> u64 {
-        serve_until(token, not_after, self.margin)
     }
 
     /// Starts one background refresh when a served entry passes its refresh point.
