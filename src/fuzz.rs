@@ -61,7 +61,7 @@ proptest! {
         if let Ok(caller) = outcome {
             let same = |t: &str| t.split('.').map(|s| URL_SAFE_NO_PAD.decode(s).ok()).collect::<Vec<_>>();
             prop_assert_eq!(same(&mutated), same(&token));
-            prop_assert_eq!(caller.display, "ana@contoso.com");
+            prop_assert_eq!(caller.display.as_str(), "ana@contoso.com");
         }
     }
 

@@ -1,6 +1,6 @@
 //! SHA-256 digests used as cache keys, so no cache ever holds a bearer token or secret as its key.
 
-use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::digest::{Context, SHA256};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Digest([u8; 32]);
@@ -8,13 +8,13 @@ pub struct Digest([u8; 32]);
 impl Digest {
     /// Digest of the parts, each length-prefixed so that ("ab", "c") and ("a", "bc") differ.
     pub fn of(parts: &[&[u8]]) -> Self {
-        let mut input = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+        let mut context = Context::new(&SHA256);
         for part in parts {
-            input.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            input.extend_from_slice(part);
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
         }
         let mut out = [0u8; 32];
-        out.copy_from_slice(digest(&SHA256, &input).as_ref());
+        out.copy_from_slice(context.finish().as_ref());
         Self(out)
     }
 

@@ -146,7 +146,7 @@ impl TokenRules {
             kind: kind_of(&claims)?,
             oid: Guid::parse_canonical(&claims.oid).map_err(|_| CallerError::MissingClaim)?,
             tenant: self.tenant.clone(),
-            display: display_of(&claims),
+            display: display_of(&claims).into(),
             scopes: claims
                 .scp
                 .as_deref()
@@ -370,7 +370,7 @@ pub(crate) mod tests {
         let signer = Signer::new();
         let caller = verify(&signer, &user_claims()).unwrap();
         assert_eq!(caller.kind, CallerKind::User);
-        assert_eq!(caller.display, "ana@contoso.com");
+        assert_eq!(caller.display.as_str(), "ana@contoso.com");
         assert_eq!(caller.oid.as_str(), USER);
         assert_eq!(caller.scopes, ["user_impersonation"]);
     }
@@ -386,7 +386,12 @@ pub(crate) mod tests {
         );
         let caller = verify(&signer, &claims).unwrap();
         assert_eq!(caller.kind, CallerKind::Msi);
-        assert!(caller.display.ends_with("userAssignedIdentities/ws"));
+        assert!(
+            caller
+                .display
+                .as_str()
+                .ends_with("userAssignedIdentities/ws")
+        );
     }
 
     #[test]

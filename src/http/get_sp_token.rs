@@ -38,7 +38,8 @@ struct GetSpTokenResponse<'a> {
 struct CallerBody<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    display: &'a str,
+    /// Escaped once, when the caller token was validated.
+    display: Option<&'a RawValue>,
     oid: &'a str,
 }
 
@@ -91,7 +92,7 @@ fn body<'a>(
         scope: scope.unwrap_or_default(),
         caller: CallerBody {
             kind: caller.map_or("", |c| c.kind.as_str()),
-            display: caller.map_or("", |c| c.display.as_str()),
+            display: caller.map(|c| c.display.as_json()),
             oid: caller.map_or("", |c| c.oid.as_str()),
         },
     }

@@ -2,7 +2,7 @@
 //! every token response, RFC 6749 §5.1).
 
 use serde::Serialize;
-use warp::http::{HeaderValue, header};
+use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
 use crate::broker::Broker;
@@ -11,6 +11,9 @@ use crate::broker::token_cache::Grant;
 use crate::http::error::{ApiError, ErrorContext};
 use crate::http::request::RequestParts;
 use crate::telemetry::{self, AuditRecord};
+
+/// Room for a token response: Entra's access tokens are 1-4 KB.
+const TOKEN_RESPONSE_CAPACITY: usize = 4 * 1024;
 
 /// Counts the request and starts its audit record.
 pub fn begin(route: &'static str, parts: &RequestParts, broker: &Broker) -> AuditRecord {
@@ -53,9 +56,20 @@ pub fn finish(
     }
 }
 
+/// A JSON body with `Cache-Control: no-store`. Serialized into a buffer sized for a token response up
+/// front, rather than regrown several times on the way.
 pub fn no_store_json<T: Serialize>(body: &T) -> Response {
-    let mut response = warp::Reply::into_response(warp::reply::json(body));
+    let mut bytes = Vec::with_capacity(TOKEN_RESPONSE_CAPACITY);
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        // Unreachable for the plain structs used here; answered as warp's own `json` reply would.
+        return warp::Reply::into_response(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let mut response = Response::new(bytes.into());
     let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
