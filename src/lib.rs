@@ -7,7 +7,8 @@
 //! - `http`: the route table, wire DTOs, request rules, errors mapped to HTTP in one place.
 //! - `broker`: the core (validation, policy, exchanges, caches); knows nothing of warp.
 //! - `azure`: Key Vault through the Function App's managed identity.
-//! - `telemetry`: JSON logs on stdout and the audit line; `log_writer`: batched stdout.
+//! - `telemetry`: JSON logs on stdout and the audit line; `log_writer`: batched stdout; `json_line`:
+//!   the audit line's JSON writer.
 //! - `secret`: the redacting type for secrets and tokens.
 
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod app;
 pub mod azure;
 pub mod broker;
 pub mod http;
+pub mod json_line;
 pub mod log_writer;
 pub mod refresh;
 pub mod secret;

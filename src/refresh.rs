@@ -84,12 +84,12 @@ pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Du
     });
 }
 
-/// Forgets idle callers' rate-limit state periodically, bounding memory.
+/// Forgets idle callers' rate-limit state and expired validated callers periodically.
 pub fn spawn_housekeeping(broker: Arc<Broker>, every: Duration) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            broker.rate_limiter.forget_idle();
+            broker.housekeeping();
         }
     });
 }

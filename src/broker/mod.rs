@@ -105,6 +105,13 @@ impl Broker {
         Ok(caller)
     }
 
+    /// Periodic upkeep: forgets idle callers' rate-limit state and validated callers whose tokens
+    /// expired.
+    pub fn housekeeping(&self) {
+        self.rate_limiter.forget_idle();
+        self.validator.forget_expired();
+    }
+
     /// Takes one request from the caller's and the overall budget.
     pub fn check_rate(&self, caller: &Caller) -> Result<(), BrokerError> {
         self.rate_limiter.check(&caller.oid)

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
-use moka::future::Cache;
+use quick_cache::sync::Cache;
 use serde::Deserialize;
 
 use crate::broker::caller::{Caller, CallerKind};
@@ -16,11 +16,10 @@ use crate::broker::digest::Digest;
 use crate::broker::error::{BrokerError, CallerError};
 use crate::broker::ids::{ClientId, Guid, TenantId};
 use crate::broker::jwks::{JwksCache, KeySet};
-use crate::broker::timed::{Timed, TimedExpiry};
 use crate::secret::Secret;
 
 /// How many validated caller tokens are remembered.
-const VALIDATED_CAPACITY: u64 = 20_000;
+const VALIDATED_CAPACITY: usize = 20_000;
 /// Longest display string kept from a token.
 const MAX_DISPLAY: usize = 256;
 /// Deepest JSON nesting accepted in claims; Entra's access tokens nest two or three levels.
@@ -29,7 +28,10 @@ const MAX_CLAIMS_DEPTH: usize = 8;
 pub struct CallerValidator {
     jwks: Arc<JwksCache>,
     rules: TokenRules,
-    validated: Cache<Digest, Timed<Arc<Caller>>>,
+    /// Validated callers by digest of their whole token. Read on every request, so a light cache whose
+    /// hits take one shared shard lock; each entry is checked against its token's expiry and key when
+    /// read, and expired ones are swept by `forget_expired`.
+    validated: Cache<Digest, Arc<Caller>>,
 }
 
 /// The checks a token must pass against a given key set: pure, so tests and fuzzing reach it directly.
@@ -78,27 +80,28 @@ impl CallerValidator {
                 client_id,
                 skew,
             },
-            validated: Cache::builder()
-                .max_capacity(VALIDATED_CAPACITY)
-                .expire_after(TimedExpiry)
-                .build(),
+            validated: Cache::new(VALIDATED_CAPACITY),
         }
     }
 
     pub async fn validate(&self, token: &Secret) -> Result<(Arc<Caller>, bool), BrokerError> {
         let digest = Digest::of(&[token.expose().as_bytes()]);
-        if let Some(hit) = self.validated.get(&digest).await
-            && hit.value.expires_at > now()
-            && self.jwks.is_trusted(&hit.value.kid)
-        {
-            return Ok((hit.value, true));
+        if let Some(caller) = self.validated.get(&digest) {
+            if caller.expires_at > now() && self.jwks.is_trusted(&caller.kid) {
+                return Ok((caller, true));
+            }
+            self.validated.remove(&digest);
         }
         let caller = Arc::new(self.validate_fully(token.expose()).await?);
-        let ttl = Duration::from_secs(caller.expires_at.saturating_sub(now()));
-        self.validated
-            .insert(digest, Timed::new(caller.clone(), ttl))
-            .await;
+        self.validated.insert(digest, caller.clone());
         Ok((caller, false))
+    }
+
+    /// Drops remembered callers whose tokens have expired (run periodically; memory stays bounded by
+    /// the capacity regardless).
+    pub fn forget_expired(&self) {
+        let now = now();
+        self.validated.retain(|_, caller| caller.expires_at > now);
     }
 
     async fn validate_fully(&self, token: &str) -> Result<Caller, BrokerError> {
