@@ -32,7 +32,8 @@ impl<'a> JsonLine<'a> {
 
     pub fn u64(&mut self, key: &'static str, value: u64) -> &mut Self {
         self.key(key);
-        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
         self
     }
 
@@ -74,9 +75,9 @@ fn write_string(out: &mut Vec<u8>, value: &str) {
 /// Whether JSON carries `value` verbatim: no control character, quote or backslash. One pass without
 /// early exits, so it vectorises.
 fn needs_no_escape(value: &str) -> bool {
-    value
-        .bytes()
-        .fold(true, |plain, b| plain & (b >= 0x20) & (b != b'"') & (b != b'\\'))
+    value.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    })
 }
 
 #[cfg(test)]

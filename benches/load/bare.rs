@@ -91,4 +91,8 @@ impl BareHandler {
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
         self.process.peak_rss_kib()
     }
+
+    pub fn cpu_time(&self) -> anyhow::Result<std::time::Duration> {
+        self.process.cpu_time()
+    }
 }

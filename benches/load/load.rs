@@ -64,6 +64,10 @@ impl LoadSpec {
 /// Requests started inside the measured window, and how they went.
 pub struct LoadResult {
     pub requests: usize,
+    /// Every request sent, warm-up included.
+    pub sent: usize,
+    /// CPU the server used over the whole run, warm-up included (set by the caller).
+    pub server_cpu: Duration,
     pub non_200: usize,
     pub measure: Duration,
     /// Sorted, microseconds.
@@ -75,18 +79,27 @@ impl LoadResult {
     pub fn merge(results: Vec<LoadResult>) -> LoadResult {
         let mut merged = LoadResult {
             requests: 0,
+            sent: 0,
+            server_cpu: Duration::ZERO,
             non_200: 0,
             measure: Duration::ZERO,
             latencies: Vec::new(),
         };
         for result in results {
             merged.requests += result.requests;
+            merged.sent += result.sent;
+            merged.server_cpu += result.server_cpu;
             merged.non_200 += result.non_200;
             merged.measure += result.measure;
             merged.latencies.extend(result.latencies);
         }
         merged.latencies.sort_unstable();
         merged
+    }
+
+    /// Server CPU per request sent, in microseconds.
+    pub fn cpu_micros_per_request(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.sent.max(1) as f64
     }
 
     pub fn requests_per_second(&self) -> f64 {
@@ -135,6 +148,8 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     }
     let mut result = LoadResult {
         requests: 0,
+        sent: 0,
+        server_cpu: Duration::ZERO,
         non_200: 0,
         measure: spec.measure,
         latencies: Vec::new(),
@@ -142,6 +157,7 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     for worker in workers {
         let stats = worker.await.context("load worker panicked")??;
         result.non_200 += stats.non_200;
+        result.sent += stats.sent;
         result.latencies.extend(stats.latencies);
     }
     result.requests = result.latencies.len();
@@ -158,6 +174,7 @@ struct Window {
 struct WorkerStats {
     latencies: Vec<u32>,
     non_200: usize,
+    sent: usize,
 }
 
 async fn worker(
@@ -170,6 +187,7 @@ async fn worker(
     let mut stats = WorkerStats {
         latencies: Vec::with_capacity(1 << 16),
         non_200: 0,
+        sent: 0,
     };
     let mut next = first % bearers.len();
     loop {
@@ -179,6 +197,7 @@ async fn worker(
         }
         let bearer = bearers.get(next).context("bearer index")?.clone();
         let status = send(&mut sender, bearer).await?;
+        stats.sent += 1;
         if sent >= window.from {
             let micros = sent.elapsed().as_micros();
             stats

@@ -55,8 +55,14 @@ async fn run() -> anyhow::Result<Report> {
     let bare_spec = LoadSpec::get_sp_token(bare.addr(), &tokens)?.slice();
     let (mut broker_slices, mut bare_slices) = (Vec::new(), Vec::new());
     for _ in 0..load::SLICES {
-        broker_slices.push(load::run(&broker_spec).await?);
-        bare_slices.push(load::run(&bare_spec).await?);
+        let before = broker.cpu_time()?;
+        let mut slice = load::run(&broker_spec).await?;
+        slice.server_cpu = broker.cpu_time()? - before;
+        broker_slices.push(slice);
+        let before = bare.cpu_time()?;
+        let mut slice = load::run(&bare_spec).await?;
+        slice.server_cpu = bare.cpu_time()? - before;
+        bare_slices.push(slice);
     }
     let (broker_load, bare_load) = (
         LoadResult::merge(broker_slices),

@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
@@ -76,6 +77,29 @@ impl Process {
     /// Whether the child has exited (or can no longer be waited on).
     pub fn has_exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// CPU time the child has used so far, user and system, all threads (`/proc/<pid>/stat`).
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let pid = self.child.id().context("child already reaped")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("read /proc/{pid}/stat"))?;
+        // Fields after the command name (which may hold spaces) start at field 3; utime and stime are
+        // fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("malformed /proc stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks = |index: usize| -> anyhow::Result<u64> {
+            fields
+                .get(index)
+                .and_then(|field| field.parse().ok())
+                .context("malformed /proc stat")
+        };
+        let total = ticks(11)? + ticks(12)?;
+        Ok(Duration::from_millis(total * 10))
     }
 
     /// Peak resident set size (VmHWM) in KiB.

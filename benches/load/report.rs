@@ -140,6 +140,17 @@ impl Report {
                 ">= 0.5",
                 ratio >= MIN_RATIO,
             ),
+            Row::info(
+                "a/b",
+                "server CPU per request (user + system, warm-up included)",
+                format!(
+                    "broker {:.1} us, bare {:.1} us ({:.2}x)",
+                    broker.cpu_micros_per_request(),
+                    bare.cpu_micros_per_request(),
+                    broker.cpu_micros_per_request()
+                        / bare.cpu_micros_per_request().max(f64::EPSILON)
+                ),
+            ),
             Row::check("a", "p99 latency", millis(p99), "< 5 ms", p99 < MAX_P99),
         ]
     }

@@ -84,6 +84,10 @@ impl BrokerProcess {
         self.process.peak_rss_kib()
     }
 
+    pub fn cpu_time(&self) -> anyhow::Result<std::time::Duration> {
+        self.process.cpu_time()
+    }
+
     /// Log lines (audit and others) the broker has written so far.
     pub fn log_lines(&self) -> u64 {
         self.process.lines()
