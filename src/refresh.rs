@@ -84,7 +84,7 @@ pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Du
     });
 }
 
-/// Forgets idle callers' rate-limit state and expired validated callers periodically.
+/// Periodic upkeep (see `Broker::housekeeping`).
 pub fn spawn_housekeeping(broker: Arc<Broker>, every: Duration) {
     tokio::spawn(async move {
         loop {

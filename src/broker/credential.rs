@@ -17,7 +17,7 @@ pub struct ClientCredential {
 
 impl ClientCredential {
     pub fn new(secret: Secret) -> Self {
-        let version = Digest::of(&[secret.expose().as_bytes()]);
+        let version = Digest::of_bytes(secret.expose().as_bytes());
         Self { secret, version }
     }
 }

@@ -15,7 +15,6 @@ pub mod metrics;
 pub mod policy;
 pub mod rate_limit;
 pub mod scope;
-pub mod timed;
 pub mod token_cache;
 pub mod upstream;
 pub mod validation;
@@ -105,11 +104,12 @@ impl Broker {
         Ok(caller)
     }
 
-    /// Periodic upkeep: forgets idle callers' rate-limit state and validated callers whose tokens
-    /// expired.
+    /// Periodic upkeep: forgets idle callers' rate-limit state, validated callers whose tokens expired,
+    /// and cached tokens and refusals past their time.
     pub fn housekeeping(&self) {
         self.rate_limiter.forget_idle();
         self.validator.forget_expired();
+        self.cache.forget_expired();
     }
 
     /// Takes one request from the caller's and the overall budget.
@@ -169,7 +169,7 @@ impl Broker {
             credential.version.as_bytes(),
             caller.oid.as_str().as_bytes(),
             scope.as_str().as_bytes(),
-            Digest::of(&[assertion.expose().as_bytes()]).as_bytes(),
+            Digest::of_bytes(assertion.expose().as_bytes()).as_bytes(),
         ]);
         let endpoint = self.endpoint.clone();
         let (scope, assertion) = (scope.clone(), assertion.clone());

@@ -111,11 +111,12 @@ fn is_clean_resource(resource: &str) -> bool {
     let host = segments.next().unwrap_or_default();
     // A trailing slash (`https://database.windows.net/`) is a real, documented spelling; other empty,
     // `.` and `..` segments are not.
-    let path: Vec<&str> = segments.collect();
-    let path_ok = path.iter().enumerate().all(|(i, seg)| {
-        let last = i + 1 == path.len();
-        (!seg.is_empty() || last) && *seg != "." && *seg != ".."
-    });
+    let mut path = segments.peekable();
+    let mut path_ok = true;
+    while let Some(segment) = path.next() {
+        let last = path.peek().is_none();
+        path_ok &= (!segment.is_empty() || last) && segment != "." && segment != "..";
+    }
     !host.is_empty() && !host.starts_with('.') && !host.ends_with('.') && path_ok
 }
 

@@ -2,23 +2,30 @@
 //! flight (N concurrent requests for one cold key make one token-endpoint call and share its result or
 //! error) and refresh ahead of the margin. Entra's 4xx refusals are remembered briefly so a retry loop
 //! cannot hammer Entra; claims challenges never are. Keys are digests (see `CacheKey`).
+//!
+//! Hits are read on every request, so the maps are `quick_cache` caches (a hit takes one shared shard
+//! lock). Single flight is a map of in-flight exchanges: the first request for a cold key spawns the
+//! exchange as a task of its own (so a caller hanging up cannot strand the others) and every request
+//! for that key awaits the same shared outcome.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use quick_cache::sync::Cache;
 
 use crate::broker::digest::Digest;
 use crate::broker::error::{UpstreamError, UpstreamErrorKind};
 use crate::broker::exchange::IssuedToken;
-use crate::broker::timed::{Timed, TimedExpiry};
 use crate::broker::validation::now;
 use crate::secret::SecretJson;
 
-const TOKEN_CAPACITY: u64 = 50_000;
-const REFUSAL_CAPACITY: u64 = 10_000;
+const TOKEN_CAPACITY: usize = 50_000;
+const REFUSAL_CAPACITY: usize = 10_000;
 /// How long an identical request that Entra refused with a 4xx is refused from memory.
 pub const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
 
@@ -40,38 +47,81 @@ pub struct Grant {
 
 struct Entry {
     token: IssuedToken,
+    /// The last Unix second the token may be served (the margin before its expiry, capped by the
+    /// caller token's expiry for OBO).
+    serve_until: u64,
     refresh_after: u64,
     refreshing: AtomicBool,
 }
 
+#[derive(Clone)]
+struct Refusal {
+    error: UpstreamError,
+    until: Instant,
+}
+
+/// One exchange's outcome, awaited by every request for its key.
+type Flight = Shared<BoxFuture<'static, Result<Arc<Entry>, UpstreamError>>>;
+
+struct Maps {
+    tokens: Cache<CacheKey, Arc<Entry>>,
+    refused: Cache<CacheKey, Refusal>,
+    in_flight: Mutex<HashMap<CacheKey, Flight>>,
+}
+
+impl Maps {
+    /// A fresh entry for `key`, if there is one.
+    fn fresh(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        let entry = self.tokens.get(key)?;
+        if entry.serve_until > now() {
+            return Some(entry);
+        }
+        // Inside the margin: gone, so the next request fetches instead of finding it.
+        self.tokens.remove(key);
+        None
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, HashMap<CacheKey, Flight>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 pub struct TokenCache {
-    tokens: Cache<CacheKey, Timed<Arc<Entry>>>,
-    refused: Cache<CacheKey, UpstreamError>,
+    maps: Arc<Maps>,
     margin: Duration,
 }
 
 impl TokenCache {
     pub fn new(margin: Duration) -> Self {
         Self {
-            tokens: Cache::builder()
-                .max_capacity(TOKEN_CAPACITY)
-                .expire_after(TimedExpiry)
-                .build(),
-            refused: Cache::builder()
-                .max_capacity(REFUSAL_CAPACITY)
-                .time_to_live(REFUSAL_MEMORY)
-                .build(),
+            maps: Arc::new(Maps {
+                tokens: Cache::new(TOKEN_CAPACITY),
+                refused: Cache::new(REFUSAL_CAPACITY),
+                in_flight: Mutex::default(),
+            }),
             margin,
         }
     }
 
-    /// Entries currently held (approximate; for the health route).
+    /// Entries currently held (for the health route).
     pub fn len(&self) -> u64 {
-        self.tokens.entry_count()
+        self.maps.tokens.len() as u64
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Drops entries that may no longer be served and refusals no longer remembered (run
+    /// periodically; memory stays bounded by the capacities regardless).
+    pub fn forget_expired(&self) {
+        let (now, instant) = (now(), Instant::now());
+        self.maps.tokens.retain(|_, entry| entry.serve_until > now);
+        self.maps
+            .refused
+            .retain(|_, refusal| refusal.until > instant);
     }
 
     /// The cached token for `key`, or one fetched by `fetch` (once, however many callers wait).
@@ -86,39 +136,69 @@ impl TokenCache {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<IssuedToken, UpstreamError>> + Send + 'static,
     {
-        if let Some(hit) = self.tokens.get(&key).await {
-            let entry = hit.value;
-            if serve_until(&entry.token, not_after, self.margin) > now() {
-                self.refresh_ahead(key, &entry, not_after, fetch);
-                return Ok(grant(&entry.token, true));
+        if let Some(entry) = self.maps.fresh(&key) {
+            self.refresh_ahead(key, &entry, not_after, fetch);
+            return Ok(grant(&entry.token, true));
+        }
+        if let Some(refusal) = self.maps.refused.get(&key) {
+            if refusal.until > Instant::now() {
+                return Err(refusal.error);
             }
-            // Inside the margin: drop it so the insert below fetches instead of finding it.
-            self.tokens.invalidate(&key).await;
+            self.maps.refused.remove(&key);
         }
-        if let Some(refusal) = self.refused.get(&key).await {
-            return Err(refusal);
+        let (flight, started_here) = match self.join_or_start(key, not_after, fetch) {
+            Joined::Cached(entry) => return Ok(grant(&entry.token, true)),
+            Joined::Flight(flight, started_here) => (flight, started_here),
+        };
+        // A request that shared another request's exchange made no call of its own: a hit.
+        flight.await.map(|entry| grant(&entry.token, !started_here))
+    }
+
+    /// The exchange in flight for `key`, or a new one. Decided under the in-flight lock, after looking
+    /// at the cache once more: an exchange stores its token before leaving the in-flight map, so a
+    /// request that finds neither is the only one to start an exchange.
+    fn join_or_start<F, Fut>(&self, key: CacheKey, not_after: u64, fetch: F) -> Joined
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<IssuedToken, UpstreamError>> + Send + 'static,
+    {
+        let mut in_flight = self.maps.in_flight();
+        if let Some(flight) = in_flight.get(&key) {
+            return Joined::Flight(flight.clone(), false);
         }
+        if let Some(entry) = self.maps.fresh(&key) {
+            return Joined::Cached(entry);
+        }
+        let maps = self.maps.clone();
         let margin = self.margin;
-        // Boxed: every request waiting on the single flight holds this future, and inline it would
-        // carry the whole exchange's state.
-        let fetched = self
-            .tokens
-            .entry(key)
-            .or_try_insert_with(Box::pin(async move {
-                Ok(new_entry(fetch().await?, not_after, margin))
-            }))
-            .await;
-        match fetched {
-            // A waiter that shared another request's exchange made no call of its own: a hit.
-            Ok(entry) => Ok(grant(&entry.value().value.token, !entry.is_fresh())),
-            Err(err) => {
-                let err = UpstreamError::clone(&err);
-                if is_remembered(&err.kind) {
-                    self.refused.insert(key, err.clone()).await;
-                }
-                Err(err)
+        let exchange = tokio::spawn(async move {
+            let outcome = fetch()
+                .await
+                .map(|token| Arc::new(new_entry(token, not_after, margin)));
+            match &outcome {
+                Ok(entry) => maps.tokens.insert(key, entry.clone()),
+                Err(err) if is_remembered(&err.kind) => maps.refused.insert(
+                    key,
+                    Refusal {
+                        error: err.clone(),
+                        until: Instant::now() + REFUSAL_MEMORY,
+                    },
+                ),
+                Err(_) => {}
             }
+            maps.in_flight().remove(&key);
+            outcome
+        });
+        let flight = async move {
+            // The task only fails to finish if the runtime is shutting down.
+            exchange
+                .await
+                .unwrap_or_else(|_| Err(UpstreamError::new(UpstreamErrorKind::Unavailable)))
         }
+        .boxed()
+        .shared();
+        in_flight.insert(key, flight.clone());
+        Joined::Flight(flight, true)
     }
 
     /// Starts one background refresh when a served entry passes its refresh point.
@@ -130,21 +210,25 @@ impl TokenCache {
         if now() < entry.refresh_after || entry.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let tokens = self.tokens.clone();
+        let maps = self.maps.clone();
         let margin = self.margin;
         tokio::spawn(async move {
             match fetch().await {
-                Ok(token) => {
-                    tokens
-                        .insert(key, new_entry(token, not_after, margin))
-                        .await
-                }
+                Ok(token) => maps
+                    .tokens
+                    .insert(key, Arc::new(new_entry(token, not_after, margin))),
                 Err(err) => {
                     tracing::warn!(error = %err, "refresh ahead failed; serving the cached token")
                 }
             }
         });
     }
+}
+
+enum Joined {
+    Cached(Arc<Entry>),
+    /// The exchange to await, and whether this request started it.
+    Flight(Flight, bool),
 }
 
 /// The last Unix second a token may be served: the margin before its expiry, capped by `not_after`.
@@ -155,18 +239,17 @@ fn serve_until(token: &IssuedToken, not_after: u64, margin: Duration) -> u64 {
         .min(not_after)
 }
 
-fn new_entry(token: IssuedToken, not_after: u64, margin: Duration) -> Timed<Arc<Entry>> {
+fn new_entry(token: IssuedToken, not_after: u64, margin: Duration) -> Entry {
     let now = now();
     let serve_until = serve_until(&token, not_after, margin);
     // Refresh ahead once half of the serving window has passed.
     let refresh_after = now + serve_until.saturating_sub(now) / 2;
-    let ttl = Duration::from_secs(serve_until.saturating_sub(now));
-    let entry = Entry {
+    Entry {
         token,
+        serve_until,
         refresh_after,
         refreshing: AtomicBool::new(false),
-    };
-    Timed::new(Arc::new(entry), ttl)
+    }
 }
 
 /// Refusals worth remembering: Entra said no to this exact request, and asking again will not change

@@ -85,7 +85,7 @@ impl CallerValidator {
     }
 
     pub async fn validate(&self, token: &Secret) -> Result<(Arc<Caller>, bool), BrokerError> {
-        let digest = Digest::of(&[token.expose().as_bytes()]);
+        let digest = Digest::of_bytes(token.expose().as_bytes());
         if let Some(caller) = self.validated.get(&digest) {
             if caller.expires_at > now() && self.jwks.is_trusted(&caller.kid) {
                 return Ok((caller, true));

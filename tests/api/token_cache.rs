@@ -122,6 +122,30 @@ async fn fifty_concurrent_requests_for_a_cold_scope_make_one_token_call() {
 }
 
 #[tokio::test]
+async fn concurrent_requests_for_a_cold_scope_share_one_refusal() {
+    // Arrange: a resource the tenant does not have (AADSTS500011), and a token endpoint that takes
+    // 700 ms to say so, so that every request arrives while the first exchange is in flight.
+    let emulator = TestEmulator::start().await;
+    let scope = "api://unknown-app/.default";
+    let broker = TestBroker::spawn_with(&emulator, &[("BROKER_EXTRA_SCOPES", scope)]).await;
+    let caller = emulator.msi_token().await;
+    emulator
+        .inject_fault("token", "slow", json!({"delay_ms": 700, "count": 1}))
+        .await;
+
+    // Act
+    let responses =
+        join_all((0..30).map(|_| broker.get_sp_token(&caller, json!({"targetScope": scope}))))
+            .await;
+
+    // Assert
+    for response in responses {
+        assert_error(response, 500, "scope_rejected_by_entra").await;
+    }
+    assert_eq!(client_credentials_calls(&emulator).await, 1);
+}
+
+#[tokio::test]
 async fn scope_entra_refused_is_refused_from_memory_on_the_next_request() {
     // Arrange: the scope map allows a resource the tenant does not have (AADSTS500011).
     let emulator = TestEmulator::start().await;
