@@ -25,7 +25,7 @@ const WARM_UP: Duration = Duration::from_secs(2);
 const MEASURE: Duration = Duration::from_secs(8);
 /// The measured load is split into this many slices, alternating between the two servers, so that a
 /// change in the shared machine's background load affects both sides of the ratio alike.
-pub const SLICES: u32 = 4;
+pub const SLICES: u32 = 8;
 
 /// What to send, where, and for how long.
 pub struct LoadSpec {

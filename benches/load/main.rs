@@ -48,11 +48,15 @@ async fn run() -> anyhow::Result<Report> {
 
     let broker = BrokerProcess::start(&emulator, &[]).await?;
     let bare = bare::BareHandler::start().await?;
-    progress(
-        "(a) broker and (b) bare warp handler: 32 connections, 4 alternating slices of 0.5 s warm-up + 2 s each",
-    );
     let broker_spec = LoadSpec::get_sp_token(broker.addr(), &tokens)?.slice();
     let bare_spec = LoadSpec::get_sp_token(bare.addr(), &tokens)?.slice();
+    progress(&format!(
+        "(a) broker and (b) bare warp handler: {} connections, {} alternating slices of {:?} warm-up + {:?} each",
+        broker_spec.connections,
+        load::SLICES,
+        broker_spec.warm_up,
+        broker_spec.measure,
+    ));
     let (mut broker_slices, mut bare_slices) = (Vec::new(), Vec::new());
     for _ in 0..load::SLICES {
         let before = broker.cpu_time()?;
