@@ -189,11 +189,14 @@ impl TokenCache {
             maps.in_flight().remove(&key);
             outcome
         });
+        let maps = self.maps.clone();
         let flight = async move {
-            // The task only fails to finish if the runtime is shutting down.
-            exchange
-                .await
-                .unwrap_or_else(|_| Err(UpstreamError::new(UpstreamErrorKind::Unavailable)))
+            exchange.await.unwrap_or_else(|_| {
+                // The task panicked or the runtime is shutting down: it never left the in-flight map,
+                // so leave it here, or every later request for the key would share this failure.
+                maps.in_flight().remove(&key);
+                Err(UpstreamError::new(UpstreamErrorKind::Unavailable))
+            })
         }
         .boxed()
         .shared();
