@@ -330,3 +330,37 @@ async fn hostile_run_leaves_no_token_assertion_or_secret_in_any_log_line() {
         }
     }
 }
+
+#[tokio::test]
+async fn log_filter_keeping_only_the_audit_target_still_writes_audit_lines() {
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn_with(&emulator, &[("BROKER_LOG", "warn,audit=info")]).await;
+    let caller = emulator.msi_token().await;
+
+    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+
+    let lines = broker.wait_for_audit_lines(1).await;
+    assert_eq!(lines.len(), 1, "audit lines: {lines:#?}");
+    let routine = broker
+        .stdout_lines()
+        .into_iter()
+        .filter(|line| line.contains(r#""level":"INFO""#) && !line.contains(r#""target":"audit""#))
+        .collect::<Vec<_>>();
+    assert!(
+        routine.is_empty(),
+        "INFO lines despite the filter: {routine:#?}"
+    );
+}
+
+#[tokio::test]
+async fn log_filter_without_the_audit_target_writes_no_audit_line() {
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn_with(&emulator, &[("BROKER_LOG", "warn")]).await;
+    let caller = emulator.msi_token().await;
+
+    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+
+    // Ten times the batching interval: a line that was going to be written has been by now.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(broker.audit_lines().is_empty());
+}
