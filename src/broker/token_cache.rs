@@ -73,11 +73,14 @@ impl Maps {
     /// A fresh entry for `key`, if there is one.
     fn fresh(&self, key: &CacheKey) -> Option<Arc<Entry>> {
         let entry = self.tokens.get(key)?;
-        if entry.serve_until > now() {
+        let now = now();
+        if entry.serve_until > now {
             return Some(entry);
         }
-        // Inside the margin: gone, so the next request fetches instead of finding it.
-        self.tokens.remove(key);
+        // Inside the margin: gone (unless a refresh has just replaced it), so the next request
+        // fetches instead of finding it.
+        self.tokens
+            .remove_if(key, |current| current.serve_until <= now);
         None
     }
 
@@ -141,10 +144,13 @@ impl TokenCache {
             return Ok(grant(&entry.token, true));
         }
         if let Some(refusal) = self.maps.refused.get(&key) {
-            if refusal.until > Instant::now() {
+            let now = Instant::now();
+            if refusal.until > now {
                 return Err(refusal.error);
             }
-            self.maps.refused.remove(&key);
+            self.maps
+                .refused
+                .remove_if(&key, |current| current.until <= now);
         }
         let (flight, started_here) = match self.join_or_start(key, not_after, fetch) {
             Joined::Cached(entry) => return Ok(grant(&entry.token, true)),

@@ -90,7 +90,8 @@ impl CallerValidator {
             if caller.expires_at > now() && self.jwks.is_trusted(&caller.kid) {
                 return Ok((caller, true));
             }
-            self.validated.remove(&digest);
+            self.validated
+                .remove_if(&digest, |current| Arc::ptr_eq(current, &caller));
         }
         let caller = Arc::new(self.validate_fully(token.expose()).await?);
         self.validated.insert(digest, caller.clone());
