@@ -18,14 +18,14 @@ use crate::log_writer::{BatchedStdout, FlushOnDrop};
 
 /// Read before settings (so that a settings error can be logged), like `RUST_LOG`.
 const LOG_FILTER_VAR: &str = "BROKER_LOG";
+const DEFAULT_FILTER: &str = "info,azure_core=warn,azure_identity=warn,azure_security_keyvault_secrets=warn,hyper=warn,reqwest=warn,warp=warn";
+
 const AUDIT_TARGET: &str = "audit";
 
 /// Where audit lines go: the same batched stdout as every other line. Set by `init` when the log filter
 /// lets audit lines through (decided once: the filter never changes); otherwise, and in unit tests, audit
 /// lines are not written.
 static AUDIT_SINK: OnceLock<BatchedStdout> = OnceLock::new();
-
-const DEFAULT_FILTER: &str = "info,azure_core=warn,azure_identity=warn,azure_security_keyvault_secrets=warn,hyper=warn,reqwest=warn,warp=warn";
 
 /// Installs the JSON subscriber on batched stdout (see `log_writer`). Keep the guard until exit;
 /// dropping it flushes.
