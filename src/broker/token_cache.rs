@@ -283,3 +283,47 @@ fn grant(token: &IssuedToken, cache_hit: bool) -> Grant {
         upstream_ms: (!cache_hit).then_some(token.upstream_ms),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(lifetime: u64) -> IssuedToken {
+        IssuedToken {
+            access_token: SecretJson::new("eyJ0.eyJ1.c2ln").unwrap(),
+            expires_at: now() + lifetime,
+            correlation_id: "c".into(),
+            upstream_ms: 1,
+        }
+    }
+
+    async fn fill(cache: &TokenCache, keys: std::ops::Range<u64>, lifetime: u64) {
+        for i in keys {
+            let key = Digest::of(&[&i.to_be_bytes()]);
+            let fetch = move || async move { Ok(issued(lifetime)) };
+            cache.get_or_fetch(key, u64::MAX, fetch).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn never_holds_more_than_its_capacity() {
+        let cache = TokenCache::new(Duration::ZERO);
+
+        fill(&cache, 0..(TOKEN_CAPACITY as u64 + 10_000), 3600).await;
+
+        assert!(cache.len() <= TOKEN_CAPACITY as u64, "{} held", cache.len());
+        assert!(cache.len() > TOKEN_CAPACITY as u64 / 2);
+    }
+
+    #[tokio::test]
+    async fn sweeping_drops_tokens_inside_the_margin_and_keeps_the_rest() {
+        let cache = TokenCache::new(Duration::from_secs(300));
+        fill(&cache, 0..10, 3600).await;
+        // Served once (the caller gets it), but already inside the margin: never served again.
+        fill(&cache, 10..20, 200).await;
+
+        cache.forget_expired();
+
+        assert_eq!(cache.len(), 10);
+    }
+}
