@@ -109,13 +109,20 @@ async fn no_log_line_contains_a_token_or_the_client_secret() {
     );
     for (what, secret) in secrets {
         assert!(secret.len() > 16, "{what} is too short to search for");
-        let signature = secret.rsplit('.').next().unwrap_or(secret);
+        // A JWT's signature segment alone must not appear either. The client secret is no JWT: a dot in
+        // it (the portal's alphabet has one) would leave a random few characters to search for.
+        let signature = secret
+            .rsplit('.')
+            .next()
+            .filter(|_| secret.matches('.').count() == 2);
         for line in &lines {
             assert!(!line.contains(secret), "a log line contains {what}");
-            assert!(
-                !line.contains(signature),
-                "a log line contains the signature of {what}"
-            );
+            if let Some(signature) = signature {
+                assert!(
+                    !line.contains(signature),
+                    "a log line contains the signature of {what}"
+                );
+            }
         }
     }
 }
