@@ -174,3 +174,29 @@ pub async fn assert_audit_detail(broker: &TestBroker, index: usize, case: &str, 
         .unwrap_or_else(|| panic!("case `{case}`: no audit line"));
     assert_eq!(line["detail"], detail, "case `{case}`: audit line {line}");
 }
+
+/// Asserts that no log line contains any of `secrets` (what it is, the value), nor, for a JWT, its
+/// signature segment alone. Only a JWT's segment of 16 characters or more is searched: a dot in a
+/// secret that is no JWT (the portal's client-secret alphabet has one), or a forgery with an empty or
+/// short signature, would leave a few characters that any line may contain by chance.
+pub fn assert_no_line_reveals<'a>(
+    lines: &[String],
+    secrets: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    for (what, secret) in secrets {
+        assert!(secret.len() > 16, "{what} is too short to search for");
+        let signature = secret
+            .rsplit('.')
+            .next()
+            .filter(|segment| secret.matches('.').count() == 2 && segment.len() >= 16);
+        for line in lines {
+            assert!(!line.contains(secret), "a log line contains {what}");
+            if let Some(signature) = signature {
+                assert!(
+                    !line.contains(signature),
+                    "a log line contains the signature of {what}"
+                );
+            }
+        }
+    }
+}
