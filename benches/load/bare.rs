@@ -88,11 +88,8 @@ impl BareHandler {
         self.addr
     }
 
-    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
-        self.process.peak_rss_kib()
-    }
-
-    pub fn cpu_time(&self) -> anyhow::Result<std::time::Duration> {
-        self.process.cpu_time()
+    /// The child process, for its CPU time and peak memory.
+    pub fn process(&self) -> &Process {
+        &self.process
     }
 }

@@ -17,6 +17,7 @@ use anyhow::Context;
 
 use crate::emulator::Emulator;
 use crate::load::{LoadResult, LoadSpec};
+use crate::process::Process;
 use crate::report::Report;
 use crate::scenarios::BrokerProcess;
 
@@ -59,20 +60,14 @@ async fn run() -> anyhow::Result<Report> {
     ));
     let (mut broker_slices, mut bare_slices) = (Vec::new(), Vec::new());
     for _ in 0..load::SLICES {
-        let before = broker.cpu_time()?;
-        let mut slice = load::run(&broker_spec).await?;
-        slice.server_cpu = broker.cpu_time()? - before;
-        broker_slices.push(slice);
-        let before = bare.cpu_time()?;
-        let mut slice = load::run(&bare_spec).await?;
-        slice.server_cpu = bare.cpu_time()? - before;
-        bare_slices.push(slice);
+        broker_slices.push(run_slice(&broker_spec, broker.process()).await?);
+        bare_slices.push(run_slice(&bare_spec, bare.process()).await?);
     }
     let (broker_load, bare_load) = (
         LoadResult::merge(broker_slices),
         LoadResult::merge(bare_slices),
     );
-    let broker_peak = broker.peak_rss_kib()?;
+    let broker_peak = broker.process().peak_rss_kib()?;
     let broker_log_lines = broker.log_lines();
     drop((broker, bare));
 
@@ -97,6 +92,14 @@ async fn run() -> anyhow::Result<Report> {
         broker_peak_rss_kib: broker_peak,
         diagnostics,
     })
+}
+
+/// One slice of load against `server`, with the CPU the server used meanwhile.
+async fn run_slice(spec: &LoadSpec, server: &Process) -> anyhow::Result<LoadResult> {
+    let before = server.cpu_time()?;
+    let mut result = load::run(spec).await?;
+    result.server_cpu = server.cpu_time()? - before;
+    Ok(result)
 }
 
 /// One progress line on stderr, so the table on stdout stays clean.

@@ -115,6 +115,10 @@ impl Report {
         let (broker, bare) = (&self.broker_load, &self.bare_load);
         let ratio = ratio(broker, bare);
         let p99 = broker.percentile(99.0);
+        let (broker_cpu, bare_cpu) = (
+            broker.cpu_micros_per_request(),
+            bare.cpu_micros_per_request(),
+        );
         vec![
             Row::info(
                 "a",
@@ -144,11 +148,8 @@ impl Report {
                 "a/b",
                 "server CPU per request (user + system, warm-up included)",
                 format!(
-                    "broker {:.1} us, bare {:.1} us ({:.2}x)",
-                    broker.cpu_micros_per_request(),
-                    bare.cpu_micros_per_request(),
-                    broker.cpu_micros_per_request()
-                        / bare.cpu_micros_per_request().max(f64::EPSILON)
+                    "broker {broker_cpu:.1} us, bare {bare_cpu:.1} us ({:.2}x)",
+                    broker_cpu / bare_cpu.max(f64::EPSILON)
                 ),
             ),
             Row::check("a", "p99 latency", millis(p99), "< 5 ms", p99 < MAX_P99),

@@ -80,12 +80,9 @@ impl BrokerProcess {
         self.addr
     }
 
-    pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
-        self.process.peak_rss_kib()
-    }
-
-    pub fn cpu_time(&self) -> anyhow::Result<std::time::Duration> {
-        self.process.cpu_time()
+    /// The child process, for its CPU time and peak memory.
+    pub fn process(&self) -> &Process {
+        &self.process
     }
 
     /// Log lines (audit and others) the broker has written so far.
@@ -150,7 +147,7 @@ pub async fn stampede(
     requests: usize,
 ) -> anyhow::Result<Stampede> {
     let broker = BrokerProcess::start(emulator, &[]).await?;
-    let idle_rss_kib = broker.peak_rss_kib()?;
+    let idle_rss_kib = broker.process().peak_rss_kib()?;
     let bearers = load::bearers(tokens)?;
     let burst = Burst::prepare(broker.addr(), &bearers, requests, BURST_TIMEOUT).await?;
     emulator
@@ -169,7 +166,7 @@ pub async fn stampede(
         result,
         upstream_calls: after.saturating_sub(before),
         idle_rss_kib,
-        peak_rss_kib: broker.peak_rss_kib()?,
+        peak_rss_kib: broker.process().peak_rss_kib()?,
     })
 }
 
@@ -210,6 +207,6 @@ pub async fn diagnostics(emulator: &Emulator, tokens: &[String]) -> anyhow::Resu
     .await?;
     Ok(Diagnostics {
         loads,
-        bare_burst_rss_kib: bare.peak_rss_kib()?,
+        bare_burst_rss_kib: bare.process().peak_rss_kib()?,
     })
 }
