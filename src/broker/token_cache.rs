@@ -84,6 +84,24 @@ impl Maps {
         None
     }
 
+    /// The refusal remembered for `key`, if it is still remembered.
+    fn refusal(&self, key: &CacheKey) -> Option<UpstreamError> {
+        let refusal = self.refused.get(key)?;
+        let now = Instant::now();
+        if refusal.until > now {
+            return Some(refusal.error);
+        }
+        self.refused.remove_if(key, |current| current.until <= now);
+        None
+    }
+
+    /// Caches a token Entra just issued for `key`.
+    fn store(&self, key: CacheKey, entry: Entry) -> Arc<Entry> {
+        let entry = Arc::new(entry);
+        self.tokens.insert(key, entry.clone());
+        entry
+    }
+
     fn in_flight(&self) -> MutexGuard<'_, HashMap<CacheKey, Flight>> {
         self.in_flight
             .lock()
@@ -143,17 +161,9 @@ impl TokenCache {
             self.refresh_ahead(key, &entry, not_after, fetch);
             return Ok(grant(&entry.token, true));
         }
-        if let Some(refusal) = self.maps.refused.get(&key) {
-            let now = Instant::now();
-            if refusal.until > now {
-                return Err(refusal.error);
-            }
-            self.maps
-                .refused
-                .remove_if(&key, |current| current.until <= now);
-        }
         let (flight, started_here) = match self.join_or_start(key, not_after, fetch) {
             Joined::Cached(entry) => return Ok(grant(&entry.token, true)),
+            Joined::Refused(error) => return Err(error),
             Joined::Flight(flight, started_here) => (flight, started_here),
         };
         // A request that shared another request's exchange made no call of its own: a hit.
@@ -161,8 +171,9 @@ impl TokenCache {
     }
 
     /// The exchange in flight for `key`, or a new one. Decided under the in-flight lock, after looking
-    /// at the cache once more: an exchange stores its token before leaving the in-flight map, so a
-    /// request that finds neither is the only one to start an exchange.
+    /// at the cache once more and at the remembered refusals: an exchange stores its token or refusal
+    /// before leaving the in-flight map, so a request that finds none of them is the only one to start
+    /// an exchange.
     fn join_or_start<F, Fut>(&self, key: CacheKey, not_after: u64, fetch: F) -> Joined
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -175,14 +186,16 @@ impl TokenCache {
         if let Some(entry) = self.maps.fresh(&key) {
             return Joined::Cached(entry);
         }
+        if let Some(error) = self.maps.refusal(&key) {
+            return Joined::Refused(error);
+        }
         let maps = self.maps.clone();
         let margin = self.margin;
         let exchange = tokio::spawn(async move {
             let outcome = fetch()
                 .await
-                .map(|token| Arc::new(new_entry(token, not_after, margin)));
+                .map(|token| maps.store(key, new_entry(token, not_after, margin)));
             match &outcome {
-                Ok(entry) => maps.tokens.insert(key, entry.clone()),
                 Err(err) if is_remembered(&err.kind) => maps.refused.insert(
                     key,
                     Refusal {
@@ -190,7 +203,7 @@ impl TokenCache {
                         until: Instant::now() + REFUSAL_MEMORY,
                     },
                 ),
-                Err(_) => {}
+                _ => {}
             }
             maps.in_flight().remove(&key);
             outcome
@@ -223,9 +236,9 @@ impl TokenCache {
         let margin = self.margin;
         tokio::spawn(async move {
             match fetch().await {
-                Ok(token) => maps
-                    .tokens
-                    .insert(key, Arc::new(new_entry(token, not_after, margin))),
+                Ok(token) => {
+                    maps.store(key, new_entry(token, not_after, margin));
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "refresh ahead failed; serving the cached token")
                 }
@@ -236,6 +249,7 @@ impl TokenCache {
 
 enum Joined {
     Cached(Arc<Entry>),
+    Refused(UpstreamError),
     /// The exchange to await, and whether this request started it.
     Flight(Flight, bool),
 }
