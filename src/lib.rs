@@ -10,6 +10,7 @@
 //! - `telemetry`: JSON logs on stdout and the audit line; `log_writer`: batched stdout; `json_line`:
 //!   the audit line's JSON writer.
 //! - `secret`: the redacting type for secrets and tokens.
+//! - `fuzzing` (feature `fuzzing`): entry points for the coverage-guided fuzz targets in `fuzz/`.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -28,6 +29,8 @@
 pub mod app;
 pub mod azure;
 pub mod broker;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod http;
 pub mod json_line;
 pub mod log_writer;

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport};
+use azure_core::http::{ClientOptions, Response, RetryOptions, StatusCode, Transport};
 use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions};
+use azure_security_keyvault_secrets::models::Secret as KeyVaultSecret;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use crate::broker::error::LoadFailure;
@@ -49,17 +50,22 @@ impl VaultReader {
 
     /// The secret's current value. Failures are classified, never described with the value.
     pub async fn read(&self, name: &str) -> Result<Secret, LoadFailure> {
-        let response = self
-            .client
-            .get_secret(name, None)
-            .await
-            .map_err(|err| classify(name, &err))?;
-        let secret = response.into_model().map_err(|err| classify(name, &err))?;
-        secret.value.map(Secret::new).ok_or_else(|| {
-            tracing::warn!(secret = name, "Key Vault secret has no value");
-            LoadFailure::Misconfigured
-        })
+        value_of(name, self.client.get_secret(name, None).await)
     }
+}
+
+/// The value in Key Vault's answer to a secret read, or why there is none.
+pub(crate) fn value_of(
+    name: &str,
+    answer: azure_core::Result<Response<KeyVaultSecret>>,
+) -> Result<Secret, LoadFailure> {
+    let secret = answer
+        .and_then(Response::into_model)
+        .map_err(|err| classify(name, &err))?;
+    secret.value.map(Secret::new).ok_or_else(|| {
+        tracing::warn!(secret = name, "Key Vault secret has no value");
+        LoadFailure::Misconfigured
+    })
 }
 
 fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
