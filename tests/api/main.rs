@@ -17,6 +17,7 @@ mod health;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;
+mod revocation;
 mod settings;
 mod token_cache;
 mod token_obo;
