@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::azure::key_vault::VaultReader;
-use crate::broker::allowlist::Allowlist;
+use crate::broker::allowlist::{Allowlist, VaultList};
 use crate::broker::credential::CredentialSource;
 use crate::broker::exchange::TokenEndpoint;
 use crate::broker::jwks::JwksCache;
@@ -68,11 +68,14 @@ impl App {
         };
         let broker = Arc::new(Broker::new(parts(&settings, Upstream::new(http))?));
 
-        // First loads run concurrently, bounded; the refresh loops take over from there.
+        // First loads run concurrently and are retried within the bounded wait; the refresh loops take
+        // over from there.
         let first_loads = async {
-            let keys = refresh::load_keys(&broker);
+            let keys = refresh::load_keys_until_loaded(&broker);
             match &vault {
-                Some(sources) => tokio::join!(keys, refresh::load_vault(&broker, sources)).0,
+                Some(sources) => {
+                    tokio::join!(keys, refresh::load_vault_until_loaded(&broker, sources));
+                }
                 None => keys.await,
             }
         };
@@ -139,7 +142,11 @@ fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, Startup
         policy: Policy {
             allowlist: Arc::new(Allowlist::new(
                 settings.static_allowlist.clone(),
-                settings.key_vault.is_some(),
+                settings.key_vault.as_ref().map(|_| VaultList {
+                    secret: settings.allowlist_secret_name.clone(),
+                    max_age: settings.allowlist_max_age,
+                    refresh: settings.allowlist_refresh,
+                }),
             )),
             user_access: settings.user_access.clone(),
             required_user_scope: settings.required_user_scope.clone(),

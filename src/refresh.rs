@@ -1,5 +1,6 @@
 //! Background refresh loops: the signing keys (periodic, sooner while never loaded) and the Key Vault
-//! values (allowlist, and the client secret when it lives there). A failure keeps the last good value.
+//! values (allowlist, and the client secret when it lives there), and the retried first loads that
+//! start-up waits for. A failure keeps the last good value.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,8 @@ use crate::broker::metrics::Metrics;
 
 /// Retry delay while a value has never loaded.
 const FIRST_LOAD_RETRY: Duration = Duration::from_secs(2);
+/// Retry delay within start-up's bounded wait for the first loads.
+const START_UP_RETRY: Duration = Duration::from_millis(500);
 
 /// Loads the signing keys once, counting the attempt.
 pub async fn load_keys(broker: &Broker) -> bool {
@@ -21,6 +24,13 @@ pub async fn load_keys(broker: &Broker) -> bool {
             tracing::warn!(error = %err, "signing key refresh failed; keeping the last good key set");
             false
         }
+    }
+}
+
+/// Loads the signing keys, retrying until they load; start-up bounds how long it waits.
+pub async fn load_keys_until_loaded(broker: &Broker) {
+    while !load_keys(broker).await {
+        tokio::time::sleep(START_UP_RETRY).await;
     }
 }
 
@@ -68,12 +78,26 @@ pub async fn load_vault(broker: &Broker, sources: &VaultSources) {
     }
 }
 
+/// Whether every Key Vault value has loaded at least once.
+fn vault_loaded(broker: &Broker) -> bool {
+    broker.policy.allowlist.status().loaded && broker.credential.current().is_ok()
+}
+
+/// Reads the Key Vault values, retrying until all have loaded; start-up bounds how long it waits.
+pub async fn load_vault_until_loaded(broker: &Broker, sources: &VaultSources) {
+    loop {
+        load_vault(broker, sources).await;
+        if vault_loaded(broker) {
+            return;
+        }
+        tokio::time::sleep(START_UP_RETRY).await;
+    }
+}
+
 pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Duration) {
     tokio::spawn(async move {
         loop {
-            let loaded =
-                broker.policy.allowlist.status().loaded && broker.credential.current().is_ok();
-            tokio::time::sleep(if loaded {
+            tokio::time::sleep(if vault_loaded(&broker) {
                 every
             } else {
                 FIRST_LOAD_RETRY.min(every)

@@ -103,7 +103,7 @@ mod tests {
 
     fn policy(user_access: UserAccess) -> Policy {
         Policy {
-            allowlist: Arc::new(Allowlist::new(BTreeSet::new(), false)),
+            allowlist: Arc::new(Allowlist::new(BTreeSet::new(), None)),
             user_access,
             required_user_scope: Some("user_impersonation".into()),
             allowed_scopes: BTreeSet::new(),
