@@ -14,6 +14,7 @@ mod caller_validation;
 mod function_config;
 mod get_sp_token;
 mod health;
+mod policy;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;
