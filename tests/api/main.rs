@@ -18,6 +18,7 @@ mod policy;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;
+mod revocation;
 mod settings;
 mod token_cache;
 mod token_obo;
