@@ -8,5 +8,6 @@ pub mod function_app;
 pub mod host;
 pub mod ids;
 pub mod logs;
+pub mod schemas;
 pub mod stubs;
 pub mod tokens;
