@@ -19,6 +19,7 @@ mod package;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;
+mod revocation;
 mod settings;
 mod token_cache;
 mod token_obo;
