@@ -147,6 +147,8 @@ pub enum BrokerError {
     LaneNotAllowed,
     #[error("request pins policy revision {pinned}, current is {current}")]
     RevisionMismatch { pinned: u64, current: u64 },
+    #[error("the policy document has never been loaded")]
+    PolicyUnavailable,
     #[error("allowlist has never been loaded ({0:?})")]
     AllowlistUnavailable(LoadFailure),
     #[error("allowlist could not be confirmed within BROKER_ALLOWLIST_MAX_AGE_SECONDS")]

@@ -1,10 +1,10 @@
 //! `GET /api/health`: readiness and why, for operators and probes. Anonymous, so it says nothing about
-//! callers, tokens, secrets or allowlist contents: only what is loaded, how old it is, why a re-read
-//! failed, and counters.
+//! callers, tokens, secrets, allowlist or policy contents: only what is loaded, how old it is, why a
+//! re-read failed or a policy document was refused, and counters.
 //!
 //! `ready` (200): everything loaded and current. `degraded` (200, still serving): a Key Vault value keeps
 //! failing to re-read, is empty or unparseable, or the allowlist is past its maximum age (app callers are
-//! then refused). `not_ready` (503): signing keys, allowlist or client secret never loaded.
+//! then refused). `not_ready` (503): signing keys, policy, allowlist or client secret never loaded.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use crate::broker::Broker;
+use crate::broker::allowlist::AllowlistStatus;
 use crate::broker::freshness::{Freshness, ReadProblem};
 use crate::http::error::{ApiError, ErrorContext};
 use crate::http::reply::no_store_json;
@@ -24,45 +25,30 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
         return ApiError::MethodNotAllowed { allow: "GET" }.into_response(&ErrorContext::default());
     }
     let keys = broker.jwks.current();
-    let allowlist = broker.policy.allowlist.status();
+    let allowlist = broker.allowlist.as_ref().map(|a| a.status());
+    let policy = broker.policy.status();
     let secret_loaded = broker.credential.current().is_ok();
     let secret = broker.credential.freshness();
-    let mut reasons = Vec::new();
-    for (missing, reason) in [
-        (keys.is_none(), "signing_keys_not_loaded"),
-        (!allowlist.loaded, "allowlist_not_loaded"),
-        (!secret_loaded, "client_secret_not_loaded"),
-    ] {
-        if missing {
-            reasons.push(reason);
-        }
-    }
-    let ready = reasons.is_empty();
-    reasons.extend(degraded_reason(
-        &allowlist.freshness,
+    let reasons = reasons(
         [
-            "allowlist_empty",
-            "allowlist_unparseable",
-            "allowlist_refresh_failing",
+            (keys.is_none(), "signing_keys_not_loaded"),
+            (policy.revision.is_none(), "policy_not_loaded"),
+            (
+                allowlist.as_ref().is_some_and(|a| !a.loaded),
+                "allowlist_not_loaded",
+            ),
+            (!secret_loaded, "client_secret_not_loaded"),
         ],
-    ));
-    if allowlist.stale {
-        reasons.push("allowlist_stale");
-    }
-    reasons.extend(degraded_reason(
+        allowlist.as_ref(),
         &secret,
-        [
-            "client_secret_empty",
-            "client_secret_unparseable",
-            "client_secret_refresh_failing",
-        ],
-    ));
+    );
+    let ready = !reasons.iter().any(|reason| reason.ends_with("_not_loaded"));
     let status = match (ready, reasons.is_empty()) {
         (false, _) => "not_ready",
         (true, false) => "degraded",
         (true, true) => "ready",
     };
-    let body = json!({
+    let mut body = json!({
         "status": status,
         "reasons": reasons,
         "signing_keys": {
@@ -70,21 +56,70 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
             "count": keys.as_ref().map(|k| k.len()),
             "age_seconds": keys.as_ref().map(|k| k.loaded_at.elapsed().as_secs()),
         },
-        "allowlist": with_freshness(json!({
-            "loaded": allowlist.loaded,
-            "stale": allowlist.stale,
-            "max_age_seconds": allowlist.max_age.map(|age| age.as_secs()),
-        }), &allowlist.freshness),
         "client_secret": with_freshness(json!({ "loaded": secret_loaded }), &secret),
-        "policy_revision": broker.policy.revision,
+        "policy_revision": policy.revision,
+        "policy": {
+            "loaded": policy.revision.is_some(),
+            "source": policy.origin.as_str(),
+            "revision": policy.revision,
+            "age_seconds": policy.age.map(|age| age.as_secs()),
+            "grants": policy.grants,
+            "last_refusal": policy.last_refusal,
+        },
         "token_cache_entries": broker.cache.len(),
         "counters": broker.metrics.snapshot(),
     });
+    // The legacy allowlist only exists without a policy document.
+    if let (Some(allowlist), Some(fields)) = (allowlist, body.as_object_mut()) {
+        let section = json!({
+            "loaded": allowlist.loaded,
+            "stale": allowlist.stale,
+            "max_age_seconds": allowlist.max_age.map(|age| age.as_secs()),
+        });
+        fields.insert(
+            "allowlist".into(),
+            with_freshness(section, &allowlist.freshness),
+        );
+    }
     let mut response = no_store_json(&body);
     if !ready {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     response
+}
+
+/// The reasons health is not `ready`: what never loaded, then what is degraded.
+fn reasons(
+    missing: [(bool, &'static str); 4],
+    allowlist: Option<&AllowlistStatus>,
+    secret: &Freshness,
+) -> Vec<&'static str> {
+    let mut reasons: Vec<&'static str> = missing
+        .into_iter()
+        .filter_map(|(missing, reason)| missing.then_some(reason))
+        .collect();
+    if let Some(allowlist) = allowlist {
+        reasons.extend(degraded_reason(
+            &allowlist.freshness,
+            [
+                "allowlist_empty",
+                "allowlist_unparseable",
+                "allowlist_refresh_failing",
+            ],
+        ));
+        if allowlist.stale {
+            reasons.push("allowlist_stale");
+        }
+    }
+    reasons.extend(degraded_reason(
+        secret,
+        [
+            "client_secret_empty",
+            "client_secret_unparseable",
+            "client_secret_refresh_failing",
+        ],
+    ));
+    reasons
 }
 
 /// Why a re-read value is degraded, from its source's `[empty, unparseable, refresh failing]` codes.
