@@ -23,3 +23,4 @@ mod settings;
 mod token_cache;
 mod token_obo;
 mod upstream_faults;
+mod whoami;
