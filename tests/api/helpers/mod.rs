@@ -9,5 +9,6 @@ pub mod host;
 pub mod ids;
 pub mod logs;
 pub mod policy;
+pub mod schemas;
 pub mod stubs;
 pub mod tokens;
