@@ -26,3 +26,4 @@ mod startup;
 mod token_cache;
 mod token_obo;
 mod upstream_faults;
+mod whoami;
