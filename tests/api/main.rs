@@ -17,6 +17,7 @@ mod get_sp_token;
 mod health;
 mod openapi;
 mod package;
+mod policy;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;

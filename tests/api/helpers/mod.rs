@@ -9,6 +9,7 @@ pub mod host;
 pub mod ids;
 pub mod logs;
 pub mod openapi;
+pub mod policy;
 pub mod schemas;
 pub mod stubs;
 pub mod tokens;
