@@ -17,6 +17,7 @@ mod get_sp_token;
 mod health;
 mod package;
 mod policy;
+mod policy_cli;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;
