@@ -83,10 +83,6 @@ impl PolicySource {
         }
     }
 
-    pub fn origin(&self) -> PolicyOrigin {
-        self.origin
-    }
-
     /// The policy in force. One atomic load and a reference count: this is on every request.
     pub fn current(&self) -> Result<Arc<Policy>, BrokerError> {
         self.state
