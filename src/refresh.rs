@@ -1,6 +1,6 @@
 //! Background refresh loops: the signing keys (periodic, sooner while never loaded), the Key Vault values
 //! (the legacy allowlist or the policy document, and the client secret when it lives there) and the
-//! policy file. A failure keeps the last good value.
+//! policy file, and the retried first loads that start-up waits for. A failure keeps the last good value.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ use crate::broker::policy::document::MAX_DOCUMENT_BYTES;
 
 /// Retry delay while a value has never loaded.
 const FIRST_LOAD_RETRY: Duration = Duration::from_secs(2);
+/// Retry delay within start-up's bounded wait for the first loads.
+const START_UP_RETRY: Duration = Duration::from_millis(500);
 
 /// Loads the signing keys once, counting the attempt.
 pub async fn load_keys(broker: &Broker) -> bool {
@@ -26,6 +28,13 @@ pub async fn load_keys(broker: &Broker) -> bool {
             tracing::warn!(error = %err, "signing key refresh failed; keeping the last good key set");
             false
         }
+    }
+}
+
+/// Loads the signing keys, retrying until they load; start-up bounds how long it waits.
+pub async fn load_keys_until_loaded(broker: &Broker) {
+    while !load_keys(broker).await {
+        tokio::time::sleep(START_UP_RETRY).await;
     }
 }
 
@@ -88,13 +97,28 @@ async fn read_secret(
     read
 }
 
+/// Whether every Key Vault value has loaded at least once.
+fn vault_loaded(broker: &Broker) -> bool {
+    broker.allowlist.as_ref().is_none_or(|a| a.status().loaded)
+        && broker.policy.is_loaded()
+        && broker.credential.current().is_ok()
+}
+
+/// Reads the Key Vault values, retrying until all have loaded; start-up bounds how long it waits.
+pub async fn load_vault_until_loaded(broker: &Broker, sources: &VaultSources) {
+    loop {
+        load_vault(broker, sources).await;
+        if vault_loaded(broker) {
+            return;
+        }
+        tokio::time::sleep(START_UP_RETRY).await;
+    }
+}
+
 pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Duration) {
     tokio::spawn(async move {
         loop {
-            let loaded = broker.allowlist.as_ref().is_none_or(|a| a.status().loaded)
-                && broker.policy.is_loaded()
-                && broker.credential.current().is_ok();
-            tokio::time::sleep(if loaded {
+            tokio::time::sleep(if vault_loaded(&broker) {
                 every
             } else {
                 FIRST_LOAD_RETRY.min(every)
@@ -126,6 +150,17 @@ pub async fn load_policy_file(broker: &Broker, path: &Path) {
         Err(_) => Err(LoadFailure::Misconfigured),
     };
     broker.policy.apply(read);
+}
+
+/// Reads the policy file, retrying until it loads; start-up bounds how long it waits.
+pub async fn load_policy_file_until_loaded(broker: &Broker, path: &Path) {
+    loop {
+        load_policy_file(broker, path).await;
+        if broker.policy.is_loaded() {
+            return;
+        }
+        tokio::time::sleep(START_UP_RETRY).await;
+    }
 }
 
 pub fn spawn_policy_file_refresh(broker: Arc<Broker>, path: PathBuf, every: Duration) {

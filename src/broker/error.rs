@@ -151,6 +151,8 @@ pub enum BrokerError {
     PolicyUnavailable,
     #[error("allowlist has never been loaded ({0:?})")]
     AllowlistUnavailable(LoadFailure),
+    #[error("allowlist could not be confirmed within BROKER_ALLOWLIST_MAX_AGE_SECONDS")]
+    AllowlistStale { retry_after: Duration },
     #[error("client secret has never been loaded from Key Vault ({0:?})")]
     ClientSecretUnavailable(LoadFailure),
     #[error("rate limit exceeded")]

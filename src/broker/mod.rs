@@ -9,6 +9,7 @@ pub mod digest;
 pub mod entra_error;
 pub mod error;
 pub mod exchange;
+pub mod freshness;
 pub mod ids;
 pub mod jwks;
 pub mod metrics;

@@ -23,6 +23,8 @@ mod request_hygiene;
 mod resilience;
 mod revocation;
 mod settings;
+mod startup;
 mod token_cache;
 mod token_obo;
 mod upstream_faults;
+mod whoami;

@@ -90,6 +90,15 @@ impl TestBroker {
         conforming("POST", "/api/GetSPToken", response).await
     }
 
+    /// `GET /api/whoami` with `bearer`, or with no `Authorization` at all.
+    pub async fn whoami(&self, bearer: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}/api/whoami", self.url()));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        request.send().await.expect("GET /api/whoami")
+    }
+
     pub async fn health(&self) -> reqwest::Response {
         self.get("/api/health", None).await
     }
