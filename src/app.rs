@@ -10,19 +10,20 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::azure::key_vault::VaultReader;
-use crate::broker::allowlist::Allowlist;
+use crate::broker::allowlist::{Allowlist, VaultList};
 use crate::broker::credential::CredentialSource;
 use crate::broker::exchange::TokenEndpoint;
 use crate::broker::jwks::JwksCache;
 use crate::broker::metrics::Metrics;
-use crate::broker::policy::Policy;
+use crate::broker::policy::legacy::{self, LegacySettings};
+use crate::broker::policy::source::{PolicyOrigin, PolicySource};
 use crate::broker::rate_limit::RateLimiter;
 use crate::broker::token_cache::TokenCache;
 use crate::broker::upstream::Upstream;
 use crate::broker::validation::CallerValidator;
 use crate::broker::{Broker, BrokerParts};
 use crate::refresh::{self, VaultSources};
-use crate::settings::{ClientSecretSource, Settings};
+use crate::settings::{ClientSecretSource, PolicyDocumentSource, Settings};
 
 /// Longest wait for the first signing keys and Key Vault values before listening anyway; the host
 /// allows 30 s, and requests arriving before the keys get a 503 with Retry-After.
@@ -58,7 +59,14 @@ impl App {
         let vault = match &settings.key_vault {
             Some(key_vault) => Some(VaultSources {
                 reader: VaultReader::new(key_vault, http.clone())?,
-                allowlist_secret: settings.allowlist_secret_name.clone(),
+                allowlist_secret: settings
+                    .policy_document
+                    .is_none()
+                    .then(|| settings.allowlist_secret_name.clone()),
+                policy_secret: match &settings.policy_document {
+                    Some(PolicyDocumentSource::KeyVault { name }) => Some(name.clone()),
+                    _ => None,
+                },
                 client_secret: match &settings.client_secret {
                     ClientSecretSource::KeyVault { name } => Some(name.clone()),
                     ClientSecretSource::Value(_) => None,
@@ -68,13 +76,25 @@ impl App {
         };
         let broker = Arc::new(Broker::new(parts(&settings, Upstream::new(http))?));
 
-        // First loads run concurrently, bounded; the refresh loops take over from there.
+        let policy_file = match &settings.policy_document {
+            Some(PolicyDocumentSource::File { path }) => Some(path.clone()),
+            _ => None,
+        };
+
+        // First loads run concurrently and are retried within the bounded wait; the refresh loops take
+        // over from there.
         let first_loads = async {
-            let keys = refresh::load_keys(&broker);
-            match &vault {
-                Some(sources) => tokio::join!(keys, refresh::load_vault(&broker, sources)).0,
-                None => keys.await,
-            }
+            let vault = async {
+                if let Some(sources) = &vault {
+                    refresh::load_vault_until_loaded(&broker, sources).await;
+                }
+            };
+            let file = async {
+                if let Some(path) = &policy_file {
+                    refresh::load_policy_file_until_loaded(&broker, path).await;
+                }
+            };
+            tokio::join!(refresh::load_keys_until_loaded(&broker), vault, file)
         };
         if tokio::time::timeout(FIRST_LOAD_WAIT, first_loads)
             .await
@@ -85,6 +105,9 @@ impl App {
         refresh::spawn_key_refresh(broker.clone(), settings.jwks_refresh);
         if let Some(sources) = vault {
             refresh::spawn_vault_refresh(broker.clone(), sources, settings.allowlist_refresh);
+        }
+        if let Some(path) = policy_file {
+            refresh::spawn_policy_file_refresh(broker.clone(), path, settings.allowlist_refresh);
         }
         refresh::spawn_housekeeping(broker.clone(), HOUSEKEEPING);
 
@@ -128,6 +151,7 @@ fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, Startup
         ClientSecretSource::Value(secret) => CredentialSource::fixed(secret.clone()),
         ClientSecretSource::KeyVault { .. } => CredentialSource::pending(),
     });
+    let (policy, allowlist) = policy(settings);
     Ok(BrokerParts {
         validator: CallerValidator::new(
             jwks.clone(),
@@ -136,17 +160,9 @@ fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, Startup
             settings.clock_skew,
         ),
         jwks,
-        policy: Policy {
-            allowlist: Arc::new(Allowlist::new(
-                settings.static_allowlist.clone(),
-                settings.key_vault.is_some(),
-            )),
-            user_access: settings.user_access.clone(),
-            required_user_scope: settings.required_user_scope.clone(),
-            allowed_scopes: settings.allowed_scopes.clone(),
-            audiences: settings.audiences.clone(),
-            revision: settings.policy_revision,
-        },
+        required_user_scope: settings.required_user_scope.clone(),
+        policy,
+        allowlist,
         endpoint: TokenEndpoint::new(
             upstream,
             metrics.clone(),
@@ -161,4 +177,34 @@ fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, Startup
         tenant,
         client_id,
     })
+}
+
+/// The policy source, and the legacy allowlist it decides through when there is no document.
+fn policy(settings: &Settings) -> (PolicySource, Option<Arc<Allowlist>>) {
+    match &settings.policy_document {
+        Some(PolicyDocumentSource::KeyVault { .. }) => {
+            (PolicySource::pending(PolicyOrigin::KeyVault), None)
+        }
+        Some(PolicyDocumentSource::File { .. }) => {
+            (PolicySource::pending(PolicyOrigin::File), None)
+        }
+        None => {
+            let allowlist = Arc::new(Allowlist::new(
+                settings.static_allowlist.clone(),
+                settings.key_vault.as_ref().map(|_| VaultList {
+                    secret: settings.allowlist_secret_name.clone(),
+                    max_age: settings.allowlist_max_age,
+                    refresh: settings.allowlist_refresh,
+                }),
+            ));
+            let policy = legacy::built_in(LegacySettings {
+                allowlist: allowlist.clone(),
+                user_access: &settings.user_access,
+                allowed_scopes: &settings.allowed_scopes,
+                audiences: &settings.audiences,
+                revision: settings.policy_revision,
+            });
+            (PolicySource::fixed(policy), Some(allowlist))
+        }
+    }
 }

@@ -20,6 +20,9 @@ use crate::broker::error::{CallerError, LoadFailure, UpstreamError, UpstreamErro
 use crate::broker::exchange;
 use crate::broker::ids::ObjectId;
 use crate::broker::jwks::{self, KeySet};
+use crate::broker::policy::Policy;
+use crate::broker::policy::compile;
+use crate::broker::policy::document::DocumentError;
 use crate::broker::scope::TargetScope;
 use crate::broker::validation::{TokenRules, key_id};
 use crate::http::error::ApiError;
@@ -132,22 +135,30 @@ pub fn jwks_answer(body: &[u8]) -> Option<usize> {
 }
 
 /// Key Vault's answer to a secret read, checked as the SDK's pipeline checks it (success is 200 only),
-/// then read as the broker reads it.
-pub fn key_vault_answer(status: u16, body: &[u8]) -> Result<Secret, LoadFailure> {
+/// then read as the broker reads it: the value or why there is none, and whether the broker would take
+/// the answer as a refusal of its token (and retry once with a fresh one).
+pub fn key_vault_answer(status: u16, body: &[u8]) -> (Result<Secret, LoadFailure>, bool) {
     let raw = RawResponse::from_bytes(status.into(), Headers::new(), body.to_vec());
     let options = CheckSuccessOptions {
         success_codes: &[200],
     };
     // A RawResponse is already in memory: the check never waits.
-    let checked = check_success(raw, Some(options))
-        .now_or_never()
-        .ok_or(LoadFailure::Unreachable)?;
-    key_vault::value_of("allowlist", checked.map(Response::from))
+    let Some(checked) = check_success(raw, Some(options)).now_or_never() else {
+        return (Err(LoadFailure::Unreachable), false);
+    };
+    let read = key_vault::secret_value(checked.map(Response::from));
+    let token_refused = read.as_ref().is_err_and(key_vault::is_token_refused);
+    (key_vault::value_of("allowlist", read), token_refused)
 }
 
 /// The allowlist secret's value (comma- or whitespace-separated ids, or a JSON array of ids).
 pub fn allowlist_secret(text: &str) -> Result<HashSet<ObjectId>, AllowlistParseError> {
     allowlist::parse(text)
+}
+
+/// A grants policy document (docs/policy.md), parsed and compiled as the policy source does.
+pub fn policy_document(bytes: &[u8]) -> Result<Policy, Vec<DocumentError>> {
+    compile::from_bytes(bytes).map(|(_, policy)| policy)
 }
 
 /// The settings with `name` (e.g. `BROKER_ALLOWED_MSI_OIDS`) set to `value` beside the required ones.

@@ -10,6 +10,7 @@
 //! - `telemetry`: JSON logs on stdout and the audit line; `log_writer`: batched stdout; `json_line`:
 //!   the audit line's JSON writer.
 //! - `secret`: the redacting type for secrets and tokens.
+//! - `cli`: the offline policy commands (`token-broker policy check|explain`).
 //! - `fuzzing` (feature `fuzzing`): entry points for the coverage-guided fuzz targets in `fuzz/`.
 
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@
 pub mod app;
 pub mod azure;
 pub mod broker;
+pub mod cli;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;

@@ -4,6 +4,7 @@
 //! value (it may be a secret); there is no silent fallback to a default on a parse failure.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_ALLOWLIST_SECRET: &str = "allowed-msi-oids";
 pub const DEFAULT_KEY_VAULT_AUDIENCE: &str = "https://vault.azure.net";
+pub const DEFAULT_ALLOWLIST_MAX_AGE_SECONDS: u64 = 6 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
@@ -28,6 +30,31 @@ pub enum SettingsError {
         name: &'static str,
         reason: &'static str,
     },
+    /// Legacy policy settings set beside a policy document, which replaces them all.
+    #[error("{by} replaces the legacy policy settings; remove {names}")]
+    ReplacedByPolicy { by: &'static str, names: String },
+}
+
+/// The settings a policy document replaces; with one configured, any of them is a start-up error.
+pub const LEGACY_POLICY_SETTINGS: &[&str] = &[
+    "BROKER_ALLOWLIST_SECRET_NAME",
+    "BROKER_ALLOWED_MSI_OIDS",
+    "BROKER_ALLOWED_SCOPES",
+    "BROKER_EXTRA_SCOPES",
+    "BROKER_AUDIENCES",
+    "BROKER_POLICY_REVISION",
+    "BROKER_USER_ACCESS",
+    "BROKER_ALLOWED_USER_OIDS",
+    "BROKER_USER_APP_ROLE",
+];
+
+/// Where the grants policy document is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyDocumentSource {
+    /// `BROKER_POLICY_SECRET_NAME`: a Key Vault secret, re-read on the refresh schedule.
+    KeyVault { name: String },
+    /// `BROKER_POLICY_FILE`: a file deployed with the app, re-read on the refresh schedule.
+    File { path: PathBuf },
 }
 
 /// Where the broker's client secret comes from.
@@ -78,10 +105,15 @@ pub struct Settings {
     pub allowlist_secret_name: String,
     pub static_allowlist: BTreeSet<ObjectId>,
     pub allowlist_refresh: Duration,
+    /// How long the last good Key Vault allowlist may serve without a successful re-read.
+    pub allowlist_max_age: Duration,
     pub allowed_scopes: BTreeSet<TargetScope>,
     pub audiences: AudienceMap,
     pub policy_revision: u64,
     pub user_access: UserAccess,
+    /// The grants policy document, when configured. The legacy policy fields above then keep their
+    /// defaults: their settings are refused.
+    pub policy_document: Option<PolicyDocumentSource>,
     pub required_user_scope: Option<String>,
     pub jwks_refresh: Duration,
     pub jwks_min_refresh: Duration,
@@ -101,7 +133,10 @@ impl Settings {
         let vars = Vars(lookup);
         let key_vault = key_vault(&vars)?;
         let client_secret = client_secret(&vars, key_vault.is_some())?;
+        let policy_document = policy_document(&vars, key_vault.is_some())?;
+        let allowlist_refresh = vars.seconds("BROKER_ALLOWLIST_REFRESH_SECONDS", 120, 1)?;
         Ok(Self {
+            policy_document,
             port: port(&vars)?,
             tenant_id: vars.required_guid("BROKER_TENANT_ID")?,
             client_id: vars.required_guid("BROKER_CLIENT_ID")?,
@@ -112,7 +147,8 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_ALLOWLIST_SECRET.to_owned()),
             key_vault,
             static_allowlist: vars.guid_list("BROKER_ALLOWED_MSI_OIDS")?,
-            allowlist_refresh: vars.seconds("BROKER_ALLOWLIST_REFRESH_SECONDS", 120, 1)?,
+            allowlist_max_age: allowlist_max_age(&vars, allowlist_refresh)?,
+            allowlist_refresh,
             allowed_scopes: allowed_scopes(&vars)?,
             audiences: audiences(&vars)?,
             policy_revision: vars.parsed(
@@ -138,6 +174,30 @@ impl Settings {
 fn port(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<u16, SettingsError> {
     const NAME: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
     vars.parsed(NAME, DEFAULT_PORT, "expected a TCP port number")
+}
+
+/// Six hours by default (or two refresh intervals, if longer): long enough to ride out a Key Vault
+/// incident and for `degraded` health, after three failed reads, to reach an operator first; short
+/// enough that an identity removed from the secret cannot keep its access for the 24 h an App Service
+/// Key Vault reference may stay cached. docs/reliability.md argues it in full.
+fn allowlist_max_age(
+    vars: &Vars<impl Fn(&str) -> Option<String>>,
+    refresh: Duration,
+) -> Result<Duration, SettingsError> {
+    const NAME: &str = "BROKER_ALLOWLIST_MAX_AGE_SECONDS";
+    // One slow read must not make the list stale: at least two intervals.
+    let least = refresh.saturating_mul(2);
+    if vars.get(NAME).is_none() {
+        return Ok(Duration::from_secs(DEFAULT_ALLOWLIST_MAX_AGE_SECONDS).max(least));
+    }
+    let max_age = vars.seconds(NAME, DEFAULT_ALLOWLIST_MAX_AGE_SECONDS, 1)?;
+    if max_age < least {
+        return Err(SettingsError::Invalid {
+            name: NAME,
+            reason: "expected at least twice BROKER_ALLOWLIST_REFRESH_SECONDS",
+        });
+    }
+    Ok(max_age)
 }
 
 fn authority_host(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Url, SettingsError> {
@@ -217,6 +277,43 @@ fn client_secret(
         (None, None) => Err(SettingsError::Missing {
             name: "BROKER_CLIENT_SECRET",
         }),
+    }
+}
+
+fn policy_document(
+    vars: &Vars<impl Fn(&str) -> Option<String>>,
+    has_key_vault: bool,
+) -> Result<Option<PolicyDocumentSource>, SettingsError> {
+    const SECRET: &str = "BROKER_POLICY_SECRET_NAME";
+    const FILE: &str = "BROKER_POLICY_FILE";
+    let source = match (vars.secret_name(SECRET)?, vars.get(FILE)) {
+        (Some(_), Some(_)) => {
+            return Err(SettingsError::Invalid {
+                name: FILE,
+                reason: "set either BROKER_POLICY_SECRET_NAME or BROKER_POLICY_FILE, not both",
+            });
+        }
+        (Some(_), None) if !has_key_vault => {
+            return Err(SettingsError::Missing {
+                name: "BROKER_KEY_VAULT_URL",
+            });
+        }
+        (Some(name), None) => (SECRET, PolicyDocumentSource::KeyVault { name }),
+        (None, Some(path)) => (FILE, PolicyDocumentSource::File { path: path.into() }),
+        (None, None) => return Ok(None),
+    };
+    let legacy: Vec<&str> = LEGACY_POLICY_SETTINGS
+        .iter()
+        .copied()
+        .filter(|name| vars.get(name).is_some())
+        .collect();
+    if legacy.is_empty() {
+        Ok(Some(source.1))
+    } else {
+        Err(SettingsError::ReplacedByPolicy {
+            by: source.0,
+            names: legacy.join(", "),
+        })
     }
 }
 
@@ -498,6 +595,38 @@ mod tests {
     }
 
     #[test]
+    fn allowlist_max_age_defaults_to_six_hours_or_two_refresh_intervals() {
+        let max_age = |overrides: &[(&str, &str)]| {
+            Settings::from_lookup(required_with(overrides))
+                .unwrap()
+                .allowlist_max_age
+        };
+        assert_eq!(max_age(&[]), Duration::from_secs(21_600));
+        assert_eq!(
+            max_age(&[("BROKER_ALLOWLIST_REFRESH_SECONDS", "86400")]),
+            Duration::from_secs(172_800)
+        );
+        assert_eq!(
+            max_age(&[
+                ("BROKER_ALLOWLIST_REFRESH_SECONDS", "1"),
+                ("BROKER_ALLOWLIST_MAX_AGE_SECONDS", "2")
+            ]),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn allowlist_max_age_below_two_refresh_intervals_is_refused() {
+        assert_eq!(
+            error_of(&[
+                ("BROKER_ALLOWLIST_REFRESH_SECONDS", "120"),
+                ("BROKER_ALLOWLIST_MAX_AGE_SECONDS", "200")
+            ]),
+            "BROKER_ALLOWLIST_MAX_AGE_SECONDS is invalid: expected at least twice BROKER_ALLOWLIST_REFRESH_SECONDS"
+        );
+    }
+
+    #[test]
     fn missing_tenant_is_named() {
         assert_eq!(
             error_of(&[("BROKER_TENANT_ID", "")]),
@@ -585,6 +714,45 @@ mod tests {
         assert_eq!(
             audiences.resolve("arm").map(TargetScope::as_str),
             Some("https://management.azure.com//.default")
+        );
+    }
+
+    #[test]
+    fn a_policy_document_comes_from_one_source() {
+        let settings =
+            Settings::from_lookup(required_with(&[("BROKER_POLICY_FILE", "policy.json")])).unwrap();
+        assert_eq!(
+            settings.policy_document,
+            Some(PolicyDocumentSource::File {
+                path: "policy.json".into()
+            })
+        );
+        assert_eq!(
+            error_of(&[("BROKER_POLICY_SECRET_NAME", "broker-policy")]),
+            "BROKER_KEY_VAULT_URL is required"
+        );
+        assert_eq!(
+            error_of(&[
+                ("BROKER_POLICY_SECRET_NAME", "broker-policy"),
+                ("BROKER_POLICY_FILE", "policy.json")
+            ]),
+            "BROKER_POLICY_FILE is invalid: set either BROKER_POLICY_SECRET_NAME or BROKER_POLICY_FILE, not both"
+        );
+    }
+
+    #[test]
+    fn legacy_policy_settings_beside_a_document_are_named_not_echoed() {
+        let err = error_of(&[
+            ("BROKER_POLICY_FILE", "policy.json"),
+            ("BROKER_USER_ACCESS", "tenant"),
+            (
+                "BROKER_ALLOWED_SCOPES",
+                "https://storage.azure.com/.default",
+            ),
+        ]);
+        assert_eq!(
+            err,
+            "BROKER_POLICY_FILE replaces the legacy policy settings; remove BROKER_ALLOWED_SCOPES, BROKER_USER_ACCESS"
         );
     }
 

@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 use crate::broker::Lane;
 use crate::broker::caller::Caller;
 use crate::broker::error::BrokerError;
+use crate::broker::policy::Policy;
 use crate::broker::token_cache::Grant;
 use crate::http::error::ApiError;
 use crate::json_line::JsonLine;
@@ -58,26 +59,33 @@ pub struct AuditRecord {
     pub audience: Option<String>,
     pub label: Option<String>,
     pub lane: Option<Lane>,
+    /// The policy the request was decided through, once it was consulted.
+    pub policy: Option<std::sync::Arc<Policy>>,
+    /// The name of the grant that allowed the request.
+    pub grant: Option<std::sync::Arc<str>>,
 }
 
 /// Writes the audit line for one decision: target `audit`, level INFO, in the layout of the subscriber's
 /// own flattened JSON lines, absent fields left out. It goes straight into the batched stdout rather
 /// than through the subscriber's field visitor, which cost several times more per line at the broker's
 /// request rate. Written only when `BROKER_LOG` enables the `audit` target at INFO.
-pub fn audit(record: &AuditRecord, outcome: Result<&Grant, &ApiError>) {
+///
+/// `Ok(None)` is a request answered without issuing a token (whoami).
+pub fn audit(record: &AuditRecord, outcome: Result<Option<&Grant>, &ApiError>) {
     let Some(sink) = AUDIT_SINK.get() else {
         return;
     };
     let caller = record.caller.as_deref();
     let (decision, reason, detail, status) = match outcome {
-        Ok(_) => ("issued", "ok", None, 200),
+        Ok(Some(_)) => ("issued", "ok", None, 200),
+        Ok(None) => ("answered", "ok", None, 200),
         Err(err) => {
             let status = err.status().as_u16();
             let decision = if status < 500 { "denied" } else { "failed" };
             (decision, err.code(), detail_of(err), status)
         }
     };
-    let grant = outcome.ok();
+    let grant = outcome.ok().flatten();
     let upstream = match outcome {
         Err(ApiError::Broker(BrokerError::Upstream(err))) => Some(err),
         _ => None,
@@ -109,6 +117,13 @@ pub fn audit(record: &AuditRecord, outcome: Result<&Grant, &ApiError>) {
             if let Some(value) = value {
                 line.str(key, value);
             }
+        }
+        if let Some(grant) = record.grant.as_deref() {
+            line.str("grant", grant);
+        }
+        if caller.is_some_and(|c| c.group_overage) {
+            // The token named a Graph source instead of its groups: no group grant could match.
+            line.str("groups", "overage");
         }
         line.str("decision", decision).str("reason", reason);
         if let Some(detail) = detail {

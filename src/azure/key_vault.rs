@@ -3,66 +3,155 @@
 //!
 //! The SDK's challenge-resource check compares host names and cannot pass for a vault on loopback, so it
 //! is replaced by a stricter rule: the managed identity is only ever asked for the Key Vault audience.
+//! When Key Vault refuses the identity's token, the token is dropped and the read retried once with a
+//! fresh one (see `is_token_refused`).
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_core::error::ErrorKind;
+use azure_core::http::headers::WWW_AUTHENTICATE;
 use azure_core::http::{ClientOptions, Response, RetryOptions, StatusCode, Transport};
-use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions};
 use azure_security_keyvault_secrets::models::Secret as KeyVaultSecret;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
+use crate::azure::managed_identity::ManagedIdentity;
 use crate::broker::error::LoadFailure;
 use crate::secret::Secret;
 use crate::settings::KeyVaultSettings;
 
 pub struct VaultReader {
-    client: SecretClient,
+    identity: Arc<ManagedIdentity>,
+    /// Rebuilt on renewal: the SDK's bearer policy keeps a token of its own, which only a new client
+    /// forgets after a 403.
+    client: ArcSwap<SecretClient>,
+    url: String,
+    credential: Arc<KeyVaultAudienceOnly>,
+    options: SecretClientOptions,
 }
 
 impl VaultReader {
     pub fn new(settings: &KeyVaultSettings, http: reqwest::Client) -> azure_core::Result<Self> {
-        let client_options = || ClientOptions {
-            transport: Some(Transport::new(Arc::new(http.clone()))),
+        let client_options = ClientOptions {
+            transport: Some(Transport::new(Arc::new(http))),
             // The broker's refresh loop retries on its own schedule; the SDK's backoff would stall it.
             retry: RetryOptions::none(),
             ..ClientOptions::default()
         };
-        let identity = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-            client_options: client_options(),
-            ..Default::default()
-        }))?;
+        let identity = ManagedIdentity::new(client_options.clone(), None)?;
         let credential = Arc::new(KeyVaultAudienceOnly {
-            identity,
+            identity: identity.clone(),
             scope: format!("{}/.default", settings.audience),
         });
-        let client = SecretClient::new(
-            settings.url.as_str(),
+        let options = SecretClientOptions {
+            client_options,
+            verify_challenge_resource: Some(false),
+            ..Default::default()
+        };
+        let url = settings.url.to_string();
+        let client = SecretClient::new(&url, credential.clone(), Some(options.clone()))?;
+        Ok(Self {
+            identity,
+            client: ArcSwap::from_pointee(client),
+            url,
             credential,
-            Some(SecretClientOptions {
-                client_options: client_options(),
-                verify_challenge_resource: Some(false),
-                ..Default::default()
-            }),
-        )?;
-        Ok(Self { client })
+            options,
+        })
     }
 
     /// The secret's current value. Failures are classified, never described with the value.
     pub async fn read(&self, name: &str) -> Result<Secret, LoadFailure> {
-        value_of(name, self.client.get_secret(name, None).await)
+        let result = match self.read_once(name).await {
+            Err(err) if is_token_refused(&err) => {
+                tracing::info!(
+                    secret = name,
+                    status = err.http_status().map(u16::from),
+                    "Key Vault refused the managed identity's token; retrying once with a fresh token"
+                );
+                match self.renew() {
+                    Ok(()) => self.read_once(name).await,
+                    Err(renew_err) => Err(renew_err),
+                }
+            }
+            other => other,
+        };
+        value_of(name, result)
+    }
+
+    /// How many times the identity's tokens were dropped after a refusal.
+    pub fn token_renewals(&self) -> u64 {
+        self.identity.renewals()
+    }
+
+    async fn read_once(&self, name: &str) -> azure_core::Result<Option<String>> {
+        let client = self.client.load_full();
+        secret_value(client.get_secret(name, None).await)
+    }
+
+    /// Drops the identity's cached token and the client's, so the next read asks the identity endpoint.
+    fn renew(&self) -> azure_core::Result<()> {
+        self.identity.renew()?;
+        let client = SecretClient::new(
+            &self.url,
+            self.credential.clone(),
+            Some(self.options.clone()),
+        )?;
+        self.client.store(Arc::new(client));
+        Ok(())
     }
 }
 
-/// The value in Key Vault's answer to a secret read, or why there is none.
+/// Whether Key Vault refused the bearer token itself, rather than the identity's access: a 401, or a 403
+/// that carries a Bearer challenge or one of Key Vault's token-validation errors (the `AKV10xxx` family,
+/// e.g. AKV10046 "unable to resolve the key used for signature validation"). An RBAC, policy or firewall
+/// 403 is not: a fresh token would be refused the same way.
+pub(crate) fn is_token_refused(err: &azure_core::Error) -> bool {
+    let ErrorKind::HttpResponse {
+        status,
+        raw_response,
+        ..
+    } = err.kind()
+    else {
+        return false;
+    };
+    match *status {
+        StatusCode::Unauthorized => true,
+        StatusCode::Forbidden => raw_response.as_deref().is_some_and(|response| {
+            response
+                .headers()
+                .get_optional_str(&WWW_AUTHENTICATE)
+                .is_some()
+                || is_token_validation_error(response.body())
+        }),
+        _ => false,
+    }
+}
+
+/// Key Vault's error body `{"error":{"code","message"}}` with a message of the AKV10xxx family.
+fn is_token_validation_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .as_ref()
+        .and_then(|body| body.pointer("/error/message"))
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|message| message.starts_with("AKV10"))
+}
+
+/// The `value` in Key Vault's answer to a secret read.
+pub(crate) fn secret_value(
+    answer: azure_core::Result<Response<KeyVaultSecret>>,
+) -> azure_core::Result<Option<String>> {
+    Ok(answer?.into_model()?.value)
+}
+
+/// A read's outcome for the broker: the value, or why there is none.
 pub(crate) fn value_of(
     name: &str,
-    answer: azure_core::Result<Response<KeyVaultSecret>>,
+    read: azure_core::Result<Option<String>>,
 ) -> Result<Secret, LoadFailure> {
-    let secret = answer
-        .and_then(Response::into_model)
-        .map_err(|err| classify(name, &err))?;
-    secret.value.map(Secret::new).ok_or_else(|| {
+    let value = read.map_err(|err| classify(name, &err))?;
+    value.map(Secret::new).ok_or_else(|| {
         tracing::warn!(secret = name, "Key Vault secret has no value");
         LoadFailure::Misconfigured
     })
@@ -88,7 +177,7 @@ fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
 /// for another audience.
 #[derive(Debug)]
 struct KeyVaultAudienceOnly {
-    identity: Arc<ManagedIdentityCredential>,
+    identity: Arc<ManagedIdentity>,
     scope: String,
 }
 
@@ -107,5 +196,73 @@ impl TokenCredential for KeyVaultAudienceOnly {
             ));
         }
         self.identity.get_token(scopes, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use azure_core::http::RawResponse;
+    use azure_core::http::headers::Headers;
+
+    use super::*;
+
+    fn answer(status: StatusCode, challenge: bool, body: &str) -> azure_core::Error {
+        let mut headers = Headers::new();
+        if challenge {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                "Bearer authorization=\"x\", resource=\"y\"",
+            );
+        }
+        let response = RawResponse::from_bytes(status, headers, body.as_bytes().to_vec());
+        azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: None,
+                raw_response: Some(Box::new(response)),
+            },
+            "refused",
+        )
+    }
+
+    #[test]
+    fn a_401_or_a_403_about_the_token_means_the_token_was_refused() {
+        let akv = r#"{"error":{"code":"Unauthorized","message":"AKV10046: Unable to resolve the key used for signature validation."}}"#;
+        assert!(is_token_refused(&answer(
+            StatusCode::Unauthorized,
+            true,
+            akv
+        )));
+        assert!(is_token_refused(&answer(
+            StatusCode::Unauthorized,
+            false,
+            ""
+        )));
+        assert!(is_token_refused(&answer(StatusCode::Forbidden, false, akv)));
+        assert!(is_token_refused(&answer(StatusCode::Forbidden, true, "{}")));
+    }
+
+    #[test]
+    fn an_rbac_403_or_another_failure_is_not_a_refused_token() {
+        let rbac = r#"{"error":{"code":"Forbidden","message":"Caller is not authorized to perform action on resource.","innererror":{"code":"ForbiddenByRbac"}}}"#;
+        assert!(!is_token_refused(&answer(
+            StatusCode::Forbidden,
+            false,
+            rbac
+        )));
+        assert!(!is_token_refused(&answer(
+            StatusCode::NotFound,
+            false,
+            "{}"
+        )));
+        assert!(!is_token_refused(&answer(
+            StatusCode::InternalServerError,
+            true,
+            "{}"
+        )));
+        assert!(!is_token_refused(&azure_core::Error::with_message(
+            ErrorKind::Connection,
+            "refused"
+        )));
     }
 }

@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::broker::digest::Digest;
 use crate::broker::error::{BrokerError, LoadFailure};
+use crate::broker::freshness::{Freshness, ReadProblem};
 use crate::secret::Secret;
 
 /// A usable secret and its version (a digest of the value, never the value).
@@ -22,54 +23,75 @@ impl ClientCredential {
     }
 }
 
+struct State {
+    current: Result<Arc<ClientCredential>, LoadFailure>,
+    /// Reads from Key Vault (a fixed secret is never read, so it stays at the default).
+    freshness: Freshness,
+}
+
 pub struct CredentialSource {
-    current: ArcSwap<Result<Arc<ClientCredential>, LoadFailure>>,
+    state: ArcSwap<State>,
 }
 
 impl CredentialSource {
     /// A secret known at start-up.
     pub fn fixed(secret: Secret) -> Self {
-        Self {
-            current: ArcSwap::from_pointee(Ok(Arc::new(ClientCredential::new(secret)))),
-        }
+        Self::with(Ok(Arc::new(ClientCredential::new(secret))))
     }
 
     /// A secret still to be loaded from Key Vault.
     pub fn pending() -> Self {
+        Self::with(Err(LoadFailure::Unreachable))
+    }
+
+    fn with(current: Result<Arc<ClientCredential>, LoadFailure>) -> Self {
         Self {
-            current: ArcSwap::from_pointee(Err(LoadFailure::Unreachable)),
+            state: ArcSwap::from_pointee(State {
+                current,
+                freshness: Freshness::default(),
+            }),
         }
     }
 
     pub fn current(&self) -> Result<Arc<ClientCredential>, BrokerError> {
-        self.current
+        self.state
             .load()
-            .as_ref()
+            .current
             .clone()
             .map_err(BrokerError::ClientSecretUnavailable)
     }
 
+    /// How current the Key Vault copy is.
+    pub fn freshness(&self) -> Freshness {
+        self.state.load().freshness
+    }
+
     /// Applies a Key Vault read. A failure after a first success keeps the last good secret.
     pub fn apply(&self, loaded: Result<Secret, LoadFailure>) {
-        match loaded {
+        let state = self.state.load();
+        let next = match loaded {
             Ok(secret) => {
                 let fresh = ClientCredential::new(secret);
-                let changed = self
-                    .current
-                    .load()
-                    .as_ref()
-                    .as_ref()
-                    .map_or(true, |old| old.version != fresh.version);
-                if changed {
-                    tracing::info!("client secret loaded from Key Vault");
-                    self.current.store(Arc::new(Ok(Arc::new(fresh))));
+                let current = match &state.current {
+                    Ok(old) if old.version == fresh.version => Arc::clone(old),
+                    _ => {
+                        tracing::info!("client secret loaded from Key Vault");
+                        Arc::new(fresh)
+                    }
+                };
+                State {
+                    current: Ok(current),
+                    freshness: state.freshness.succeeded(),
                 }
             }
-            Err(failure) => {
-                if self.current.load().is_err() {
-                    self.current.store(Arc::new(Err(failure)));
-                }
-            }
-        }
+            Err(failure) => State {
+                current: match &state.current {
+                    Ok(old) => Ok(Arc::clone(old)),
+                    Err(_) => Err(failure),
+                },
+                freshness: state.freshness.failed(ReadProblem::from(failure)),
+            },
+        };
+        self.state.store(Arc::new(next));
     }
 }

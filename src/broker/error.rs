@@ -17,6 +17,8 @@ pub enum CallerError {
     Malformed,
     #[error("algorithm is not RS256")]
     AlgorithmNotAllowed,
+    #[error("token header names critical extensions")]
+    CriticalHeader,
     #[error("token header has no kid")]
     MissingKeyId,
     #[error("signing key is not in the tenant's key set")]
@@ -54,6 +56,7 @@ impl CallerError {
             Self::MalformedAuthorization => "malformed_authorization",
             Self::Malformed => "malformed_token",
             Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::CriticalHeader => "critical_header",
             Self::MissingKeyId => "missing_kid",
             Self::UnknownKey => "unknown_key",
             Self::BadSignature => "bad_signature",
@@ -147,8 +150,12 @@ pub enum BrokerError {
     LaneNotAllowed,
     #[error("request pins policy revision {pinned}, current is {current}")]
     RevisionMismatch { pinned: u64, current: u64 },
+    #[error("the policy document has never been loaded")]
+    PolicyUnavailable,
     #[error("allowlist has never been loaded ({0:?})")]
     AllowlistUnavailable(LoadFailure),
+    #[error("allowlist could not be confirmed within BROKER_ALLOWLIST_MAX_AGE_SECONDS")]
+    AllowlistStale { retry_after: Duration },
     #[error("client secret has never been loaded from Key Vault ({0:?})")]
     ClientSecretUnavailable(LoadFailure),
     #[error("rate limit exceeded")]
