@@ -2,7 +2,6 @@
 //! (the legacy allowlist or the policy document, and the client secret when it lives there) and the
 //! policy file, and the retried first loads that start-up waits for. A failure keeps the last good value.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use crate::azure::key_vault::VaultReader;
 use crate::broker::Broker;
 use crate::broker::error::LoadFailure;
 use crate::broker::metrics::Metrics;
-use crate::broker::policy::document::MAX_DOCUMENT_BYTES;
+use crate::broker::policy::document;
 
 /// Retry delay while a value has never loaded.
 const FIRST_LOAD_RETRY: Duration = Duration::from_secs(2);
@@ -129,18 +128,10 @@ pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Du
     });
 }
 
-/// Reads the policy file once (at most one byte past the cap, so an oversized file is refused without
-/// being read whole) and applies it.
+/// Reads the policy file once and applies it.
 pub async fn load_policy_file(broker: &Broker, path: &Path) {
     let path = path.to_owned();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::new();
-        std::fs::File::open(&path)?
-            .take(MAX_DOCUMENT_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)?;
-        Ok::<_, std::io::Error>(bytes)
-    })
-    .await;
+    let read = tokio::task::spawn_blocking(move || document::read_file(&path)).await;
     let read = match read {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(err)) => {

@@ -3,8 +3,8 @@
 //! re-read failed or a policy document was refused, and counters.
 //!
 //! `ready` (200): everything loaded and current. `degraded` (200, still serving): a Key Vault value keeps
-//! failing to re-read, is empty or unparseable, or the allowlist is past its maximum age (app callers are
-//! then refused). `not_ready` (503): signing keys, policy, allowlist or client secret never loaded.
+//! failing to re-read, is empty or unparseable, the allowlist is past its maximum age (app callers are
+//! then refused), or the policy document is refused or keeps failing to re-read. `not_ready` (503): signing keys, policy, allowlist or client secret never loaded.
 
 use std::sync::Arc;
 
@@ -41,6 +41,7 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
         ],
         allowlist.as_ref(),
         &secret,
+        &policy.freshness,
     );
     let ready = !reasons.iter().any(|reason| reason.ends_with("_not_loaded"));
     let status = match (ready, reasons.is_empty()) {
@@ -58,14 +59,13 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
         },
         "client_secret": with_freshness(json!({ "loaded": secret_loaded }), &secret),
         "policy_revision": policy.revision,
-        "policy": {
+        "policy": with_freshness(json!({
             "loaded": policy.revision.is_some(),
             "source": policy.origin.as_str(),
             "revision": policy.revision,
-            "age_seconds": policy.age.map(|age| age.as_secs()),
             "grants": policy.grants,
             "last_refusal": policy.last_refusal,
-        },
+        }), &policy.freshness),
         "token_cache_entries": broker.cache.len(),
         "counters": broker.metrics.snapshot(),
     });
@@ -93,6 +93,7 @@ fn reasons(
     missing: [(bool, &'static str); 4],
     allowlist: Option<&AllowlistStatus>,
     secret: &Freshness,
+    policy: &Freshness,
 ) -> Vec<&'static str> {
     let mut reasons: Vec<&'static str> = missing
         .into_iter()
@@ -111,6 +112,12 @@ fn reasons(
             reasons.push("allowlist_stale");
         }
     }
+    // A policy document that is refused (invalid, or changed without a higher revision) or keeps
+    // failing to re-read; the last good document keeps deciding meanwhile.
+    reasons.extend(degraded_reason(
+        policy,
+        ["policy_refused", "policy_refused", "policy_refresh_failing"],
+    ));
     reasons.extend(degraded_reason(
         secret,
         [

@@ -20,6 +20,7 @@ mod jose_rules;
 mod openapi;
 mod package;
 mod policy;
+mod policy_cli;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;

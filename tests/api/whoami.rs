@@ -117,3 +117,18 @@ async fn without_a_document_the_built_in_policy_answers() {
     );
     assert_eq!(body["grants"][0]["lane"], "service", "{body}");
 }
+
+#[tokio::test]
+async fn whoami_spends_the_callers_request_budget() {
+    // Arrange: one request a minute per caller.
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn_with(&emulator, &[("BROKER_RATE_LIMIT_PER_CALLER", "1")]).await;
+    let msi = emulator.msi_token().await;
+    assert_eq!(broker.whoami(Some(&msi)).await.status(), 200);
+
+    // Act
+    let second = broker.whoami(Some(&msi)).await;
+
+    // Assert
+    crate::helpers::assertions::assert_error(second, 429, "rate_limited").await;
+}
