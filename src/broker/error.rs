@@ -17,6 +17,8 @@ pub enum CallerError {
     Malformed,
     #[error("algorithm is not RS256")]
     AlgorithmNotAllowed,
+    #[error("token header names critical extensions")]
+    CriticalHeader,
     #[error("token header has no kid")]
     MissingKeyId,
     #[error("signing key is not in the tenant's key set")]
@@ -54,6 +56,7 @@ impl CallerError {
             Self::MalformedAuthorization => "malformed_authorization",
             Self::Malformed => "malformed_token",
             Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::CriticalHeader => "critical_header",
             Self::MissingKeyId => "missing_kid",
             Self::UnknownKey => "unknown_key",
             Self::BadSignature => "bad_signature",

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod policy;
 pub mod rate_limit;
 pub mod scope;
+pub mod strict_json;
 pub mod token_cache;
 pub mod upstream;
 pub mod validation;

@@ -15,6 +15,7 @@ mod deploy_template;
 mod function_config;
 mod get_sp_token;
 mod health;
+mod jose_rules;
 mod openapi;
 mod package;
 mod policy;

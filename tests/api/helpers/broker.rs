@@ -92,11 +92,7 @@ impl TestBroker {
 
     /// `GET /api/whoami` with `bearer`, or with no `Authorization` at all.
     pub async fn whoami(&self, bearer: Option<&str>) -> reqwest::Response {
-        let mut request = self.client.get(format!("{}/api/whoami", self.url()));
-        if let Some(bearer) = bearer {
-            request = request.bearer_auth(bearer);
-        }
-        request.send().await.expect("GET /api/whoami")
+        self.get("/api/whoami", bearer).await
     }
 
     pub async fn health(&self) -> reqwest::Response {
