@@ -12,7 +12,8 @@ use arc_swap::ArcSwap;
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::error::ErrorKind;
 use azure_core::http::headers::WWW_AUTHENTICATE;
-use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport};
+use azure_core::http::{ClientOptions, Response, RetryOptions, StatusCode, Transport};
+use azure_security_keyvault_secrets::models::Secret as KeyVaultSecret;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use crate::azure::managed_identity::ManagedIdentity;
@@ -75,11 +76,7 @@ impl VaultReader {
             }
             other => other,
         };
-        let value = result.map_err(|err| classify(name, &err))?;
-        value.map(Secret::new).ok_or_else(|| {
-            tracing::warn!(secret = name, "Key Vault secret has no value");
-            LoadFailure::Misconfigured
-        })
+        value_of(name, result)
     }
 
     /// How many times the identity's tokens were dropped after a refusal.
@@ -89,8 +86,7 @@ impl VaultReader {
 
     async fn read_once(&self, name: &str) -> azure_core::Result<Option<String>> {
         let client = self.client.load_full();
-        let response = client.get_secret(name, None).await?;
-        Ok(response.into_model()?.value)
+        secret_value(client.get_secret(name, None).await)
     }
 
     /// Drops the identity's cached token and the client's, so the next read asks the identity endpoint.
@@ -110,7 +106,7 @@ impl VaultReader {
 /// that carries a Bearer challenge or one of Key Vault's token-validation errors (the `AKV10xxx` family,
 /// e.g. AKV10046 "unable to resolve the key used for signature validation"). An RBAC, policy or firewall
 /// 403 is not: a fresh token would be refused the same way.
-fn is_token_refused(err: &azure_core::Error) -> bool {
+pub(crate) fn is_token_refused(err: &azure_core::Error) -> bool {
     let ErrorKind::HttpResponse {
         status,
         raw_response,
@@ -140,6 +136,25 @@ fn is_token_validation_error(body: &[u8]) -> bool {
         .and_then(|body| body.pointer("/error/message"))
         .and_then(serde_json::Value::as_str)
         .is_some_and(|message| message.starts_with("AKV10"))
+}
+
+/// The `value` in Key Vault's answer to a secret read.
+pub(crate) fn secret_value(
+    answer: azure_core::Result<Response<KeyVaultSecret>>,
+) -> azure_core::Result<Option<String>> {
+    Ok(answer?.into_model()?.value)
+}
+
+/// A read's outcome for the broker: the value, or why there is none.
+pub(crate) fn value_of(
+    name: &str,
+    read: azure_core::Result<Option<String>>,
+) -> Result<Secret, LoadFailure> {
+    let value = read.map_err(|err| classify(name, &err))?;
+    value.map(Secret::new).ok_or_else(|| {
+        tracing::warn!(secret = name, "Key Vault secret has no value");
+        LoadFailure::Misconfigured
+    })
 }
 
 fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
