@@ -22,6 +22,7 @@ use crate::broker::token_cache::TokenCache;
 use crate::broker::upstream::Upstream;
 use crate::broker::validation::CallerValidator;
 use crate::broker::{Broker, BrokerParts};
+use crate::http::server::{self, ServerLimits};
 use crate::refresh::{self, VaultSources};
 use crate::settings::{ClientSecretSource, PolicyDocumentSource, Settings};
 
@@ -46,6 +47,7 @@ pub enum StartupError {
 pub struct App {
     listener: TcpListener,
     broker: Arc<Broker>,
+    limits: ServerLimits,
 }
 
 impl App {
@@ -118,7 +120,15 @@ impl App {
                 port: settings.port,
                 source,
             })?;
-        Ok(Self { listener, broker })
+        let limits = ServerLimits {
+            header_read_timeout: settings.header_read_timeout,
+            max_connections: settings.max_connections,
+        };
+        Ok(Self {
+            listener,
+            broker,
+            limits,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -129,11 +139,7 @@ impl App {
         if let Ok(addr) = self.local_addr() {
             tracing::info!(addr = %addr, "listening");
         }
-        warp::serve(crate::http::routes(self.broker))
-            .incoming(self.listener)
-            .graceful(shutdown)
-            .run()
-            .await;
+        server::serve(self.listener, self.broker, self.limits, shutdown).await;
     }
 }
 

@@ -79,11 +79,6 @@ impl VaultReader {
         value_of(name, result)
     }
 
-    /// How many times the identity's tokens were dropped after a refusal.
-    pub fn token_renewals(&self) -> u64 {
-        self.identity.renewals()
-    }
-
     async fn read_once(&self, name: &str) -> azure_core::Result<Option<String>> {
         let client = self.client.load_full();
         secret_value(client.get_secret(name, None).await)

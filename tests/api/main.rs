@@ -11,6 +11,7 @@ mod adversarial_tokens;
 mod allowlist;
 mod audit;
 mod caller_validation;
+mod connections;
 mod deploy_template;
 mod function_config;
 mod get_sp_token;
