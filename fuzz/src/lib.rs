@@ -174,11 +174,12 @@ pub fn assert_sound(token: &str, caller: &Caller) {
         .as_u64()
         .expect("accepted without numeric exp");
     assert!(exp + SKEW.as_secs() > now, "accepted an expired token");
+    // RFC 7519 §2: a NumericDate may be non-integer (the campaign found `"nbf":17000.0000` accepted).
     let nbf = claims["nbf"]
-        .as_u64()
+        .as_f64()
         .expect("accepted without numeric nbf");
     assert!(
-        nbf <= now + SKEW.as_secs(),
+        nbf <= (now + SKEW.as_secs()) as f64,
         "accepted a token not yet valid"
     );
     assert_eq!(caller.expires_at, exp);
