@@ -1,11 +1,13 @@
-//! Background refresh loops: the signing keys (periodic, sooner while never loaded) and the Key Vault
-//! values (allowlist, and the client secret when it lives there). A failure keeps the last good value.
+//! Background refresh loops: the signing keys (periodic, sooner while never loaded), the Key Vault
+//! values (allowlist, and the client secret when it lives there) and the client certificate. A failure
+//! keeps the last good value.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::azure::key_vault::VaultReader;
 use crate::broker::Broker;
+use crate::broker::credential::{CertificateLoader, ClientCredential};
 use crate::broker::metrics::Metrics;
 
 /// Retry delay while a value has never loaded.
@@ -41,7 +43,7 @@ pub fn spawn_key_refresh(broker: Arc<Broker>, every: Duration) {
 
 /// What the vault loop reads.
 pub struct VaultSources {
-    pub reader: VaultReader,
+    pub reader: Arc<VaultReader>,
     pub allowlist_secret: String,
     pub client_secret: Option<String>,
 }
@@ -64,7 +66,9 @@ pub async fn load_vault(broker: &Broker, sources: &VaultSources) {
         if secret.is_err() {
             Metrics::add(&broker.metrics.key_vault_failures);
         }
-        broker.credential.apply(secret);
+        broker
+            .credential
+            .apply(secret.map(ClientCredential::secret));
     }
 }
 
@@ -82,6 +86,33 @@ pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Du
             load_vault(&broker, &sources).await;
         }
     });
+}
+
+/// Re-reads the client certificate from its loader on `every` (sooner while never loaded).
+pub fn spawn_certificate_refresh(
+    broker: Arc<Broker>,
+    loader: Arc<dyn CertificateLoader>,
+    every: Duration,
+) {
+    tokio::spawn(async move {
+        loop {
+            let loaded = broker.credential.current().is_ok();
+            tokio::time::sleep(if loaded {
+                every
+            } else {
+                FIRST_LOAD_RETRY.min(every)
+            })
+            .await;
+            load_certificate(&broker, loader.as_ref()).await;
+        }
+    });
+}
+
+/// Loads the client certificate once and applies it.
+pub async fn load_certificate(broker: &Broker, loader: &dyn CertificateLoader) {
+    broker
+        .credential
+        .apply(loader.load().await.map(ClientCredential::certificate));
 }
 
 /// Periodic upkeep (see `Broker::housekeeping`).

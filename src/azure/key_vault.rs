@@ -1,5 +1,6 @@
 //! Reads Key Vault secrets with the Function App's managed identity (`IDENTITY_ENDPOINT` /
-//! `IDENTITY_HEADER`, set by App Service), through the official SDK and the broker's own HTTP client.
+//! `IDENTITY_HEADER`, set by App Service; the user-assigned one when its client id is configured),
+//! through the official SDK and the broker's own HTTP client.
 //!
 //! The SDK's challenge-resource check compares host names and cannot pass for a vault on loopback, so it
 //! is replaced by a stricter rule: the managed identity is only ever asked for the Key Vault audience.
@@ -8,10 +9,11 @@ use std::sync::Arc;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport};
-use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions};
+use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use crate::broker::error::LoadFailure;
+use crate::broker::ids::ClientId;
 use crate::secret::Secret;
 use crate::settings::KeyVaultSettings;
 
@@ -19,8 +21,20 @@ pub struct VaultReader {
     client: SecretClient,
 }
 
+/// A secret's value and its content type (Key Vault's certificates are secrets with
+/// `application/x-pkcs12` or `application/x-pem-file`).
+pub struct VaultSecret {
+    pub value: Secret,
+    pub content_type: Option<String>,
+}
+
 impl VaultReader {
-    pub fn new(settings: &KeyVaultSettings, http: reqwest::Client) -> azure_core::Result<Self> {
+    /// `identity`: the user-assigned identity's client id, or `None` for the system-assigned one.
+    pub fn new(
+        settings: &KeyVaultSettings,
+        http: reqwest::Client,
+        identity: Option<&ClientId>,
+    ) -> azure_core::Result<Self> {
         let client_options = || ClientOptions {
             transport: Some(Transport::new(Arc::new(http.clone()))),
             // The broker's refresh loop retries on its own schedule; the SDK's backoff would stall it.
@@ -29,7 +43,7 @@ impl VaultReader {
         };
         let identity = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
             client_options: client_options(),
-            ..Default::default()
+            user_assigned_id: identity.map(|id| UserAssignedId::ClientId(id.as_str().to_owned())),
         }))?;
         let credential = Arc::new(KeyVaultAudienceOnly {
             identity,
@@ -49,16 +63,28 @@ impl VaultReader {
 
     /// The secret's current value. Failures are classified, never described with the value.
     pub async fn read(&self, name: &str) -> Result<Secret, LoadFailure> {
+        self.read_typed(name).await.map(|secret| secret.value)
+    }
+
+    /// The secret's current value and content type.
+    pub async fn read_typed(&self, name: &str) -> Result<VaultSecret, LoadFailure> {
         let response = self
             .client
             .get_secret(name, None)
             .await
             .map_err(|err| classify(name, &err))?;
         let secret = response.into_model().map_err(|err| classify(name, &err))?;
-        secret.value.map(Secret::new).ok_or_else(|| {
-            tracing::warn!(secret = name, "Key Vault secret has no value");
-            LoadFailure::Misconfigured
-        })
+        let content_type = secret.content_type;
+        secret
+            .value
+            .map(|value| VaultSecret {
+                value: Secret::new(value),
+                content_type,
+            })
+            .ok_or_else(|| {
+                tracing::warn!(secret = name, "Key Vault secret has no value");
+                LoadFailure::Misconfigured
+            })
     }
 }
 
