@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::azure::federated_identity::FederatedIdentity;
 use crate::azure::key_vault::VaultReader;
-use crate::azure::managed_identity::FederatedIdentity;
 use crate::broker::allowlist::Allowlist;
 use crate::broker::credential::{
     CertificateLoader, ClientCredential, CredentialKind, CredentialSource,
@@ -18,7 +18,8 @@ use crate::broker::credential::{
 use crate::broker::exchange::TokenEndpoint;
 use crate::broker::jwks::JwksCache;
 use crate::broker::metrics::Metrics;
-use crate::broker::policy::Policy;
+use crate::broker::policy::legacy::{self, LegacySettings};
+use crate::broker::policy::source::{PolicyOrigin, PolicySource};
 use crate::broker::rate_limit::RateLimiter;
 use crate::broker::token_cache::TokenCache;
 use crate::broker::upstream::Upstream;
@@ -26,7 +27,9 @@ use crate::broker::validation::CallerValidator;
 use crate::broker::{Broker, BrokerParts};
 use crate::certificate_loader::{FileCertificate, VaultCertificate};
 use crate::refresh::{self, VaultSources};
-use crate::settings::{CertificateSource, ClientSecretSource, CredentialSettings, Settings};
+use crate::settings::{
+    CertificateSource, ClientSecretSource, CredentialSettings, PolicyDocumentSource, Settings,
+};
 
 /// Longest wait for the first signing keys and Key Vault values before listening anyway; the host
 /// allows 30 s, and requests arriving before the keys get a 503 with Retry-After.
@@ -74,7 +77,14 @@ impl App {
         let credential = Arc::new(credential_source(&settings, &http, certificate.clone())?);
         let vault = reader.map(|reader| VaultSources {
             reader,
-            allowlist_secret: settings.allowlist_secret_name.clone(),
+            allowlist_secret: settings
+                .policy_document
+                .is_none()
+                .then(|| settings.allowlist_secret_name.clone()),
+            policy_secret: match &settings.policy_document {
+                Some(PolicyDocumentSource::KeyVault { name }) => Some(name.clone()),
+                _ => None,
+            },
             client_secret: match &settings.credential {
                 CredentialSettings::Secret(ClientSecretSource::KeyVault { name }) => {
                     Some(name.clone())
@@ -86,6 +96,11 @@ impl App {
         let broker = Arc::new(Broker::new(parts(
             &settings, upstream, metrics, credential,
         )?));
+
+        let policy_file = match &settings.policy_document {
+            Some(PolicyDocumentSource::File { path }) => Some(path.clone()),
+            _ => None,
+        };
 
         // First loads run concurrently, bounded; the refresh loops take over from there.
         let first_loads = async {
@@ -99,10 +114,16 @@ impl App {
                     refresh::load_certificate(&broker, loader.as_ref()).await;
                 }
             };
+            let file = async {
+                if let Some(path) = &policy_file {
+                    refresh::load_policy_file(&broker, path).await;
+                }
+            };
             tokio::join!(
                 refresh::load_keys(&broker),
                 vault_values,
-                client_certificate
+                client_certificate,
+                file
             );
         };
         if tokio::time::timeout(FIRST_LOAD_WAIT, first_loads)
@@ -117,6 +138,9 @@ impl App {
         }
         if let Some(loader) = certificate {
             refresh::spawn_certificate_refresh(broker.clone(), loader, settings.allowlist_refresh);
+        }
+        if let Some(path) = policy_file {
+            refresh::spawn_policy_file_refresh(broker.clone(), path, settings.allowlist_refresh);
         }
         refresh::spawn_housekeeping(broker.clone(), HOUSEKEEPING);
 
@@ -213,6 +237,7 @@ fn parts(
         tenant.clone(),
         settings.jwks_min_refresh,
     ));
+    let (policy, allowlist) = policy(settings);
     Ok(BrokerParts {
         validator: CallerValidator::new(
             jwks.clone(),
@@ -221,17 +246,9 @@ fn parts(
             settings.clock_skew,
         ),
         jwks,
-        policy: Policy {
-            allowlist: Arc::new(Allowlist::new(
-                settings.static_allowlist.clone(),
-                settings.key_vault.is_some(),
-            )),
-            user_access: settings.user_access.clone(),
-            required_user_scope: settings.required_user_scope.clone(),
-            allowed_scopes: settings.allowed_scopes.clone(),
-            audiences: settings.audiences.clone(),
-            revision: settings.policy_revision,
-        },
+        required_user_scope: settings.required_user_scope.clone(),
+        policy,
+        allowlist,
         endpoint: TokenEndpoint::new(
             upstream,
             metrics.clone(),
@@ -246,4 +263,30 @@ fn parts(
         tenant,
         client_id,
     })
+}
+
+/// The policy source, and the legacy allowlist it decides through when there is no document.
+fn policy(settings: &Settings) -> (PolicySource, Option<Arc<Allowlist>>) {
+    match &settings.policy_document {
+        Some(PolicyDocumentSource::KeyVault { .. }) => {
+            (PolicySource::pending(PolicyOrigin::KeyVault), None)
+        }
+        Some(PolicyDocumentSource::File { .. }) => {
+            (PolicySource::pending(PolicyOrigin::File), None)
+        }
+        None => {
+            let allowlist = Arc::new(Allowlist::new(
+                settings.static_allowlist.clone(),
+                settings.key_vault.is_some(),
+            ));
+            let policy = legacy::built_in(LegacySettings {
+                allowlist: allowlist.clone(),
+                user_access: &settings.user_access,
+                allowed_scopes: &settings.allowed_scopes,
+                audiences: &settings.audiences,
+                revision: settings.policy_revision,
+            });
+            (PolicySource::fixed(policy), Some(allowlist))
+        }
+    }
 }

@@ -1,14 +1,18 @@
-//! Background refresh loops: the signing keys (periodic, sooner while never loaded), the Key Vault
-//! values (allowlist, and the client secret when it lives there) and the client certificate. A failure
-//! keeps the last good value.
+//! Background refresh loops: the signing keys (periodic, sooner while never loaded), the Key Vault values
+//! (the legacy allowlist or the policy document, and the client secret when it lives there), the
+//! policy file and the client certificate. A failure keeps the last good value.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::azure::key_vault::VaultReader;
 use crate::broker::Broker;
 use crate::broker::credential::{CertificateLoader, ClientCredential};
+use crate::broker::error::LoadFailure;
 use crate::broker::metrics::Metrics;
+use crate::broker::policy::document::MAX_DOCUMENT_BYTES;
 
 /// Retry delay while a value has never loaded.
 const FIRST_LOAD_RETRY: Duration = Duration::from_secs(2);
@@ -44,22 +48,24 @@ pub fn spawn_key_refresh(broker: Arc<Broker>, every: Duration) {
 /// What the vault loop reads.
 pub struct VaultSources {
     pub reader: Arc<VaultReader>,
-    pub allowlist_secret: String,
+    /// The legacy allowlist secret (None when a policy document replaces it).
+    pub allowlist_secret: Option<String>,
+    pub policy_secret: Option<String>,
     pub client_secret: Option<String>,
 }
 
 /// Reads every Key Vault value once and applies it.
 pub async fn load_vault(broker: &Broker, sources: &VaultSources) {
-    Metrics::add(&broker.metrics.key_vault_reads);
-    let allowlist = sources
-        .reader
-        .read(&sources.allowlist_secret)
-        .await
-        .map(|secret| secret.expose().to_owned());
-    if allowlist.is_err() {
-        Metrics::add(&broker.metrics.key_vault_failures);
+    if let (Some(name), Some(allowlist)) = (&sources.allowlist_secret, &broker.allowlist) {
+        let read = read_secret(broker, sources, name).await;
+        allowlist.apply(read.map(|text| text.expose().to_owned()));
     }
-    broker.policy.allowlist.apply(allowlist);
+    if let Some(name) = &sources.policy_secret {
+        let read = read_secret(broker, sources, name).await;
+        broker
+            .policy
+            .apply(read.map(|text| text.expose().as_bytes().to_vec()));
+    }
     if let Some(name) = &sources.client_secret {
         Metrics::add(&broker.metrics.key_vault_reads);
         let secret = sources.reader.read(name).await;
@@ -72,11 +78,25 @@ pub async fn load_vault(broker: &Broker, sources: &VaultSources) {
     }
 }
 
+async fn read_secret(
+    broker: &Broker,
+    sources: &VaultSources,
+    name: &str,
+) -> Result<crate::secret::Secret, LoadFailure> {
+    Metrics::add(&broker.metrics.key_vault_reads);
+    let read = sources.reader.read(name).await;
+    if read.is_err() {
+        Metrics::add(&broker.metrics.key_vault_failures);
+    }
+    read
+}
+
 pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Duration) {
     tokio::spawn(async move {
         loop {
-            let loaded =
-                broker.policy.allowlist.status().loaded && broker.credential.current().is_ok();
+            let loaded = broker.allowlist.as_ref().is_none_or(|a| a.status().loaded)
+                && broker.policy.is_loaded()
+                && broker.credential.current().is_ok();
             tokio::time::sleep(if loaded {
                 every
             } else {
@@ -84,6 +104,44 @@ pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Du
             })
             .await;
             load_vault(&broker, &sources).await;
+        }
+    });
+}
+
+/// Reads the policy file once (at most one byte past the cap, so an oversized file is refused without
+/// being read whole) and applies it.
+pub async fn load_policy_file(broker: &Broker, path: &Path) {
+    let path = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)?
+            .take(MAX_DOCUMENT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)?;
+        Ok::<_, std::io::Error>(bytes)
+    })
+    .await;
+    let read = match read {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(err)) => {
+            tracing::warn!(kind = %err.kind(), "policy file could not be read");
+            Err(LoadFailure::Misconfigured)
+        }
+        Err(_) => Err(LoadFailure::Misconfigured),
+    };
+    broker.policy.apply(read);
+}
+
+pub fn spawn_policy_file_refresh(broker: Arc<Broker>, path: PathBuf, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            let loaded = broker.policy.is_loaded();
+            tokio::time::sleep(if loaded {
+                every
+            } else {
+                FIRST_LOAD_RETRY.min(every)
+            })
+            .await;
+            load_policy_file(&broker, &path).await;
         }
     });
 }

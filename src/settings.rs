@@ -4,6 +4,7 @@
 //! value (it may be a secret); there is no silent fallback to a default on a parse failure.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,6 +41,31 @@ pub enum SettingsError {
         names: Vec<&'static str>,
         kind: &'static str,
     },
+    /// Legacy policy settings set beside a policy document, which replaces them all.
+    #[error("{by} replaces the legacy policy settings; remove {names}")]
+    ReplacedByPolicy { by: &'static str, names: String },
+}
+
+/// The settings a policy document replaces; with one configured, any of them is a start-up error.
+pub const LEGACY_POLICY_SETTINGS: &[&str] = &[
+    "BROKER_ALLOWLIST_SECRET_NAME",
+    "BROKER_ALLOWED_MSI_OIDS",
+    "BROKER_ALLOWED_SCOPES",
+    "BROKER_EXTRA_SCOPES",
+    "BROKER_AUDIENCES",
+    "BROKER_POLICY_REVISION",
+    "BROKER_USER_ACCESS",
+    "BROKER_ALLOWED_USER_OIDS",
+    "BROKER_USER_APP_ROLE",
+];
+
+/// Where the grants policy document is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyDocumentSource {
+    /// `BROKER_POLICY_SECRET_NAME`: a Key Vault secret, re-read on the refresh schedule.
+    KeyVault { name: String },
+    /// `BROKER_POLICY_FILE`: a file deployed with the app, re-read on the refresh schedule.
+    File { path: PathBuf },
 }
 
 /// Which users may receive the broker's service-principal token (GetSPToken, or lane `service`).
@@ -87,6 +113,9 @@ pub struct Settings {
     pub audiences: AudienceMap,
     pub policy_revision: u64,
     pub user_access: UserAccess,
+    /// The grants policy document, when configured. The legacy policy fields above then keep their
+    /// defaults: their settings are refused.
+    pub policy_document: Option<PolicyDocumentSource>,
     pub required_user_scope: Option<String>,
     pub jwks_refresh: Duration,
     pub jwks_min_refresh: Duration,
@@ -118,7 +147,9 @@ impl Settings {
         if matches!(credential, CredentialSettings::ManagedIdentity { .. }) {
             identity_endpoint(&vars)?;
         }
+        let policy_document = policy_document(&vars, key_vault.is_some())?;
         Ok(Self {
+            policy_document,
             port: port(&vars)?,
             tenant_id,
             client_id,
@@ -218,6 +249,43 @@ fn identity_endpoint(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<(),
         });
     }
     Ok(())
+}
+
+fn policy_document(
+    vars: &Vars<impl Fn(&str) -> Option<String>>,
+    has_key_vault: bool,
+) -> Result<Option<PolicyDocumentSource>, SettingsError> {
+    const SECRET: &str = "BROKER_POLICY_SECRET_NAME";
+    const FILE: &str = "BROKER_POLICY_FILE";
+    let source = match (vars.secret_name(SECRET)?, vars.get(FILE)) {
+        (Some(_), Some(_)) => {
+            return Err(SettingsError::Invalid {
+                name: FILE,
+                reason: "set either BROKER_POLICY_SECRET_NAME or BROKER_POLICY_FILE, not both",
+            });
+        }
+        (Some(_), None) if !has_key_vault => {
+            return Err(SettingsError::Missing {
+                name: "BROKER_KEY_VAULT_URL",
+            });
+        }
+        (Some(name), None) => (SECRET, PolicyDocumentSource::KeyVault { name }),
+        (None, Some(path)) => (FILE, PolicyDocumentSource::File { path: path.into() }),
+        (None, None) => return Ok(None),
+    };
+    let legacy: Vec<&str> = LEGACY_POLICY_SETTINGS
+        .iter()
+        .copied()
+        .filter(|name| vars.get(name).is_some())
+        .collect();
+    if legacy.is_empty() {
+        Ok(Some(source.1))
+    } else {
+        Err(SettingsError::ReplacedByPolicy {
+            by: source.0,
+            names: legacy.join(", "),
+        })
+    }
 }
 
 fn allowed_scopes(
@@ -585,6 +653,45 @@ mod tests {
         assert_eq!(
             audiences.resolve("arm").map(TargetScope::as_str),
             Some("https://management.azure.com//.default")
+        );
+    }
+
+    #[test]
+    fn a_policy_document_comes_from_one_source() {
+        let settings =
+            Settings::from_lookup(required_with(&[("BROKER_POLICY_FILE", "policy.json")])).unwrap();
+        assert_eq!(
+            settings.policy_document,
+            Some(PolicyDocumentSource::File {
+                path: "policy.json".into()
+            })
+        );
+        assert_eq!(
+            error_of(&[("BROKER_POLICY_SECRET_NAME", "broker-policy")]),
+            "BROKER_KEY_VAULT_URL is required"
+        );
+        assert_eq!(
+            error_of(&[
+                ("BROKER_POLICY_SECRET_NAME", "broker-policy"),
+                ("BROKER_POLICY_FILE", "policy.json")
+            ]),
+            "BROKER_POLICY_FILE is invalid: set either BROKER_POLICY_SECRET_NAME or BROKER_POLICY_FILE, not both"
+        );
+    }
+
+    #[test]
+    fn legacy_policy_settings_beside_a_document_are_named_not_echoed() {
+        let err = error_of(&[
+            ("BROKER_POLICY_FILE", "policy.json"),
+            ("BROKER_USER_ACCESS", "tenant"),
+            (
+                "BROKER_ALLOWED_SCOPES",
+                "https://storage.azure.com/.default",
+            ),
+        ]);
+        assert_eq!(
+            err,
+            "BROKER_POLICY_FILE replaces the legacy policy settings; remove BROKER_ALLOWED_SCOPES, BROKER_USER_ACCESS"
         );
     }
 

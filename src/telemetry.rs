@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 use crate::broker::Lane;
 use crate::broker::caller::Caller;
 use crate::broker::error::{BrokerError, UpstreamErrorKind};
+use crate::broker::policy::Policy;
 use crate::broker::token_cache::Grant;
 use crate::http::error::ApiError;
 use crate::json_line::JsonLine;
@@ -58,6 +59,10 @@ pub struct AuditRecord {
     pub audience: Option<String>,
     pub label: Option<String>,
     pub lane: Option<Lane>,
+    /// The policy the request was decided through, once it was consulted.
+    pub policy: Option<std::sync::Arc<Policy>>,
+    /// The name of the grant that allowed the request.
+    pub grant: Option<std::sync::Arc<str>>,
 }
 
 /// Writes the audit line for one decision: target `audit`, level INFO, in the layout of the subscriber's
@@ -109,6 +114,13 @@ pub fn audit(record: &AuditRecord, outcome: Result<&Grant, &ApiError>) {
             if let Some(value) = value {
                 line.str(key, value);
             }
+        }
+        if let Some(grant) = record.grant.as_deref() {
+            line.str("grant", grant);
+        }
+        if caller.is_some_and(|c| c.group_overage) {
+            // The token named a Graph source instead of its groups: no group grant could match.
+            line.str("groups", "overage");
         }
         line.str("decision", decision).str("reason", reason);
         if let Some(detail) = detail {

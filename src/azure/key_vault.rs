@@ -1,31 +1,42 @@
 //! Reads Key Vault secrets with the Function App's managed identity (`IDENTITY_ENDPOINT` /
-//! `IDENTITY_HEADER`, set by App Service; the user-assigned one when its client id is configured),
-//! through the official SDK and the broker's own HTTP client.
+//! `IDENTITY_HEADER`, set by App Service), through the official SDK and the broker's own HTTP client.
 //!
 //! The SDK's challenge-resource check compares host names and cannot pass for a vault on loopback, so it
 //! is replaced by a stricter rule: the managed identity is only ever asked for the Key Vault audience.
+//! When Key Vault refuses the identity's token, the token is dropped and the read retried once with a
+//! fresh one (see `is_token_refused`).
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_core::error::ErrorKind;
+use azure_core::http::headers::WWW_AUTHENTICATE;
 use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport};
-use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
+use azure_identity::UserAssignedId;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
+use crate::azure::managed_identity::ManagedIdentity;
 use crate::broker::error::LoadFailure;
 use crate::broker::ids::ClientId;
 use crate::secret::Secret;
 use crate::settings::KeyVaultSettings;
-
-pub struct VaultReader {
-    client: SecretClient,
-}
 
 /// A secret's value and its content type (Key Vault's certificates are secrets with
 /// `application/x-pkcs12` or `application/x-pem-file`).
 pub struct VaultSecret {
     pub value: Secret,
     pub content_type: Option<String>,
+}
+
+pub struct VaultReader {
+    identity: Arc<ManagedIdentity>,
+    /// Rebuilt on renewal: the SDK's bearer policy keeps a token of its own, which only a new client
+    /// forgets after a 403.
+    client: ArcSwap<SecretClient>,
+    url: String,
+    credential: Arc<KeyVaultAudienceOnly>,
+    options: SecretClientOptions,
 }
 
 impl VaultReader {
@@ -35,30 +46,34 @@ impl VaultReader {
         http: reqwest::Client,
         identity: Option<&ClientId>,
     ) -> azure_core::Result<Self> {
-        let client_options = || ClientOptions {
-            transport: Some(Transport::new(Arc::new(http.clone()))),
+        let client_options = ClientOptions {
+            transport: Some(Transport::new(Arc::new(http))),
             // The broker's refresh loop retries on its own schedule; the SDK's backoff would stall it.
             retry: RetryOptions::none(),
             ..ClientOptions::default()
         };
-        let identity = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-            client_options: client_options(),
-            user_assigned_id: identity.map(|id| UserAssignedId::ClientId(id.as_str().to_owned())),
-        }))?;
+        let identity = ManagedIdentity::new(
+            client_options.clone(),
+            identity.map(|id| UserAssignedId::ClientId(id.as_str().to_owned())),
+        )?;
         let credential = Arc::new(KeyVaultAudienceOnly {
-            identity,
+            identity: identity.clone(),
             scope: format!("{}/.default", settings.audience),
         });
-        let client = SecretClient::new(
-            settings.url.as_str(),
+        let options = SecretClientOptions {
+            client_options,
+            verify_challenge_resource: Some(false),
+            ..Default::default()
+        };
+        let url = settings.url.to_string();
+        let client = SecretClient::new(&url, credential.clone(), Some(options.clone()))?;
+        Ok(Self {
+            identity,
+            client: ArcSwap::from_pointee(client),
+            url,
             credential,
-            Some(SecretClientOptions {
-                client_options: client_options(),
-                verify_challenge_resource: Some(false),
-                ..Default::default()
-            }),
-        )?;
-        Ok(Self { client })
+            options,
+        })
     }
 
     /// The secret's current value. Failures are classified, never described with the value.
@@ -68,15 +83,22 @@ impl VaultReader {
 
     /// The secret's current value and content type.
     pub async fn read_typed(&self, name: &str) -> Result<VaultSecret, LoadFailure> {
-        let response = self
-            .client
-            .get_secret(name, None)
-            .await
-            .map_err(|err| classify(name, &err))?;
-        let secret = response.into_model().map_err(|err| classify(name, &err))?;
-        let content_type = secret.content_type;
-        secret
-            .value
+        let result = match self.read_once(name).await {
+            Err(err) if is_token_refused(&err) => {
+                tracing::info!(
+                    secret = name,
+                    status = err.http_status().map(u16::from),
+                    "Key Vault refused the managed identity's token; retrying once with a fresh token"
+                );
+                match self.renew() {
+                    Ok(()) => self.read_once(name).await,
+                    Err(renew_err) => Err(renew_err),
+                }
+            }
+            other => other,
+        };
+        let (value, content_type) = result.map_err(|err| classify(name, &err))?;
+        value
             .map(|value| VaultSecret {
                 value: Secret::new(value),
                 content_type,
@@ -86,6 +108,66 @@ impl VaultReader {
                 LoadFailure::Misconfigured
             })
     }
+
+    /// How many times the identity's tokens were dropped after a refusal.
+    pub fn token_renewals(&self) -> u64 {
+        self.identity.renewals()
+    }
+
+    /// The value and the content type.
+    async fn read_once(&self, name: &str) -> azure_core::Result<(Option<String>, Option<String>)> {
+        let client = self.client.load_full();
+        let secret = client.get_secret(name, None).await?.into_model()?;
+        Ok((secret.value, secret.content_type))
+    }
+
+    /// Drops the identity's cached token and the client's, so the next read asks the identity endpoint.
+    fn renew(&self) -> azure_core::Result<()> {
+        self.identity.renew()?;
+        let client = SecretClient::new(
+            &self.url,
+            self.credential.clone(),
+            Some(self.options.clone()),
+        )?;
+        self.client.store(Arc::new(client));
+        Ok(())
+    }
+}
+
+/// Whether Key Vault refused the bearer token itself, rather than the identity's access: a 401, or a 403
+/// that carries a Bearer challenge or one of Key Vault's token-validation errors (the `AKV10xxx` family,
+/// e.g. AKV10046 "unable to resolve the key used for signature validation"). An RBAC, policy or firewall
+/// 403 is not: a fresh token would be refused the same way.
+fn is_token_refused(err: &azure_core::Error) -> bool {
+    let ErrorKind::HttpResponse {
+        status,
+        raw_response,
+        ..
+    } = err.kind()
+    else {
+        return false;
+    };
+    match *status {
+        StatusCode::Unauthorized => true,
+        StatusCode::Forbidden => raw_response.as_deref().is_some_and(|response| {
+            response
+                .headers()
+                .get_optional_str(&WWW_AUTHENTICATE)
+                .is_some()
+                || is_token_validation_error(response.body())
+        }),
+        _ => false,
+    }
+}
+
+/// Key Vault's error body `{"error":{"code","message"}}` with a message of the AKV10xxx family.
+fn is_token_validation_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .as_ref()
+        .and_then(|body| body.pointer("/error/message"))
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|message| message.starts_with("AKV10"))
 }
 
 fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
@@ -108,7 +190,7 @@ fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
 /// for another audience.
 #[derive(Debug)]
 struct KeyVaultAudienceOnly {
-    identity: Arc<ManagedIdentityCredential>,
+    identity: Arc<ManagedIdentity>,
     scope: String,
 }
 
@@ -127,5 +209,73 @@ impl TokenCredential for KeyVaultAudienceOnly {
             ));
         }
         self.identity.get_token(scopes, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use azure_core::http::RawResponse;
+    use azure_core::http::headers::Headers;
+
+    use super::*;
+
+    fn answer(status: StatusCode, challenge: bool, body: &str) -> azure_core::Error {
+        let mut headers = Headers::new();
+        if challenge {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                "Bearer authorization=\"x\", resource=\"y\"",
+            );
+        }
+        let response = RawResponse::from_bytes(status, headers, body.as_bytes().to_vec());
+        azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: None,
+                raw_response: Some(Box::new(response)),
+            },
+            "refused",
+        )
+    }
+
+    #[test]
+    fn a_401_or_a_403_about_the_token_means_the_token_was_refused() {
+        let akv = r#"{"error":{"code":"Unauthorized","message":"AKV10046: Unable to resolve the key used for signature validation."}}"#;
+        assert!(is_token_refused(&answer(
+            StatusCode::Unauthorized,
+            true,
+            akv
+        )));
+        assert!(is_token_refused(&answer(
+            StatusCode::Unauthorized,
+            false,
+            ""
+        )));
+        assert!(is_token_refused(&answer(StatusCode::Forbidden, false, akv)));
+        assert!(is_token_refused(&answer(StatusCode::Forbidden, true, "{}")));
+    }
+
+    #[test]
+    fn an_rbac_403_or_another_failure_is_not_a_refused_token() {
+        let rbac = r#"{"error":{"code":"Forbidden","message":"Caller is not authorized to perform action on resource.","innererror":{"code":"ForbiddenByRbac"}}}"#;
+        assert!(!is_token_refused(&answer(
+            StatusCode::Forbidden,
+            false,
+            rbac
+        )));
+        assert!(!is_token_refused(&answer(
+            StatusCode::NotFound,
+            false,
+            "{}"
+        )));
+        assert!(!is_token_refused(&answer(
+            StatusCode::InternalServerError,
+            true,
+            "{}"
+        )));
+        assert!(!is_token_refused(&azure_core::Error::with_message(
+            ErrorKind::Connection,
+            "refused"
+        )));
     }
 }

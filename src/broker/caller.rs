@@ -28,12 +28,19 @@ pub struct Caller {
     pub kind: CallerKind,
     pub oid: ObjectId,
     pub tenant: TenantId,
+    /// The client the token was issued to (`appid` in v1 tokens, `azp` in v2).
+    pub app_id: Option<String>,
     /// UPN or name for a user; managed identity resource id, display name or app id for an app.
     pub display: DisplayName,
     /// Delegated scopes (`scp`), empty for apps.
     pub scopes: Vec<String>,
     /// App roles (`roles`).
     pub roles: Vec<String>,
+    /// Group object ids from the `groups` claim (entries that are not GUIDs are left out).
+    pub groups: Vec<ObjectId>,
+    /// The token names its groups elsewhere (`_claim_names`, `hasgroups`) instead of listing them: too
+    /// many to fit. The broker does not call Graph, so such a caller matches no group grant.
+    pub group_overage: bool,
     /// The caller token's `exp`, in Unix seconds: nothing derived from it may outlive it.
     pub expires_at: u64,
     /// The signing key id, so a cached validation stops counting once that key is retired.

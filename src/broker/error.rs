@@ -170,6 +170,8 @@ pub enum BrokerError {
     LaneNotAllowed,
     #[error("request pins policy revision {pinned}, current is {current}")]
     RevisionMismatch { pinned: u64, current: u64 },
+    #[error("the policy document has never been loaded")]
+    PolicyUnavailable,
     #[error("allowlist has never been loaded ({0:?})")]
     AllowlistUnavailable(LoadFailure),
     #[error("the broker's {kind} credential has never been loaded ({1:?})", kind = .0.as_str())]

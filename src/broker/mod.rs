@@ -1,5 +1,5 @@
-//! The core: validates callers, enforces the allowlist, user policy, scope and audience maps, and
-//! performs client-credential or On-Behalf-Of exchanges through the token cache. Knows nothing of warp
+//! The core: validates callers, decides through the grants policy, and performs client-credential or
+//! On-Behalf-Of exchanges through the token cache. Knows nothing of warp
 //! or the wire JSON; answers in domain types and `BrokerError`.
 
 pub mod allowlist;
@@ -23,6 +23,7 @@ pub mod validation;
 
 use std::sync::Arc;
 
+use crate::broker::allowlist::Allowlist;
 use crate::broker::caller::{Caller, CallerKind};
 use futures_util::future::BoxFuture;
 
@@ -34,7 +35,7 @@ use crate::broker::exchange::{IssuedToken, TokenEndpoint};
 use crate::broker::ids::{ClientId, TenantId};
 use crate::broker::jwks::JwksCache;
 use crate::broker::metrics::Metrics;
-use crate::broker::policy::Policy;
+use crate::broker::policy::source::PolicySource;
 use crate::broker::rate_limit::RateLimiter;
 use crate::broker::scope::TargetScope;
 use crate::broker::token_cache::{Grant, TokenCache};
@@ -61,12 +62,15 @@ impl Lane {
 
 pub struct Broker {
     pub jwks: Arc<JwksCache>,
-    pub policy: Policy,
+    pub policy: PolicySource,
+    /// The legacy allowlist, refreshed from Key Vault (None when a policy document is configured).
+    pub allowlist: Option<Arc<Allowlist>>,
     pub credential: Arc<CredentialSource>,
     pub metrics: Arc<Metrics>,
     pub cache: TokenCache,
     pub rate_limiter: RateLimiter,
     validator: CallerValidator,
+    required_user_scope: Option<String>,
     endpoint: Arc<TokenEndpoint>,
     tenant: TenantId,
     client_id: ClientId,
@@ -76,7 +80,10 @@ pub struct Broker {
 pub struct BrokerParts {
     pub jwks: Arc<JwksCache>,
     pub validator: CallerValidator,
-    pub policy: Policy,
+    /// The delegated scope every user token must carry, when configured.
+    pub required_user_scope: Option<String>,
+    pub policy: PolicySource,
+    pub allowlist: Option<Arc<Allowlist>>,
     pub endpoint: TokenEndpoint,
     pub cache: TokenCache,
     pub rate_limiter: RateLimiter,
@@ -91,6 +98,8 @@ impl Broker {
         Self {
             jwks: parts.jwks,
             policy: parts.policy,
+            allowlist: parts.allowlist,
+            required_user_scope: parts.required_user_scope,
             credential: parts.credential,
             metrics: parts.metrics,
             cache: parts.cache,
@@ -105,8 +114,13 @@ impl Broker {
     /// A validated caller whose token meets the user-scope rule.
     pub async fn authenticate(&self, bearer: &Secret) -> Result<Arc<Caller>, BrokerError> {
         let (caller, _) = self.validator.validate(bearer).await?;
-        self.policy.check_user_scope(&caller)?;
-        Ok(caller)
+        // RFC 6750 §3.1: a token without the required scope is insufficient_scope, a 403.
+        match (&self.required_user_scope, caller.kind) {
+            (Some(required), CallerKind::User) if !caller.scopes.iter().any(|s| s == required) => {
+                Err(BrokerError::InsufficientScope)
+            }
+            _ => Ok(caller),
+        }
     }
 
     /// Periodic upkeep: forgets idle callers' rate-limit state, validated callers whose tokens expired,

@@ -17,6 +17,8 @@ use crate::broker::error::{BrokerError, LoadFailure, UpstreamErrorKind};
 pub struct ErrorContext<'a> {
     pub known_aliases: Vec<&'a str>,
     pub resource: Option<&'a str>,
+    /// The revision of the policy that refused the request, for the 403 bodies.
+    pub policy_revision: Option<u64>,
 }
 
 /// Why a request was not served, at the HTTP edge.
@@ -58,7 +60,7 @@ impl ApiError {
                 | B::LaneNotAllowed => StatusCode::FORBIDDEN,
                 B::RevisionMismatch { .. } => StatusCode::CONFLICT,
                 B::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                B::SigningKeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                B::SigningKeysUnavailable | B::PolicyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 B::AllowlistUnavailable(LoadFailure::Misconfigured)
                 | B::CredentialUnavailable(_, LoadFailure::Misconfigured) => {
                     StatusCode::INTERNAL_SERVER_ERROR
@@ -102,6 +104,7 @@ impl ApiError {
                 B::RevisionMismatch { .. } => "revision_mismatch",
                 B::RateLimited { .. } => "rate_limited",
                 B::SigningKeysUnavailable => "signing_keys_unavailable",
+                B::PolicyUnavailable => "policy_unavailable",
                 B::AllowlistUnavailable(LoadFailure::Misconfigured) => "allowlist_misconfigured",
                 B::AllowlistUnavailable(LoadFailure::Unreachable) => "key_vault_unavailable",
                 B::CredentialUnavailable(
@@ -164,6 +167,9 @@ impl ApiError {
             "signing_keys_unavailable" => {
                 "The broker has not loaded the tenant's signing keys yet; retry shortly."
             }
+            "policy_unavailable" => {
+                "The broker has not loaded its policy document yet; retry shortly."
+            }
             "allowlist_misconfigured" => {
                 "The broker could not load its allowlist from Key Vault (access denied, missing or unparseable secret); check BROKER_KEY_VAULT_URL, BROKER_ALLOWLIST_SECRET_NAME and the managed identity's access."
             }
@@ -216,7 +222,9 @@ impl ApiError {
                 UpstreamErrorKind::Throttled { retry_after } => Some(retry_after),
                 _ => None,
             },
-            Self::Broker(BrokerError::SigningKeysUnavailable) => Some(Duration::from_secs(5)),
+            Self::Broker(BrokerError::SigningKeysUnavailable | BrokerError::PolicyUnavailable) => {
+                Some(Duration::from_secs(5))
+            }
             _ => None,
         }
     }
@@ -253,6 +261,16 @@ impl ApiError {
         match self {
             Self::Broker(BrokerError::RevisionMismatch { current, .. }) => {
                 body.insert("current_revision".into(), json!(current));
+            }
+            Self::Broker(
+                BrokerError::CallerNotAllowed
+                | BrokerError::ScopeNotAllowed
+                | BrokerError::LaneNotAllowed
+                | BrokerError::UnknownAudience,
+            ) => {
+                if let Some(revision) = context.policy_revision {
+                    body.insert("policy_revision".into(), json!(revision));
+                }
             }
             Self::Broker(BrokerError::Upstream(err)) => match &err.kind {
                 UpstreamErrorKind::InteractionRequired { claims } => {
@@ -439,12 +457,49 @@ mod tests {
             UpstreamErrorKind::ConsentRequired,
         )));
         let context = ErrorContext {
-            known_aliases: vec![],
             resource: Some("https://database.windows.net/.default"),
+            ..ErrorContext::default()
         };
         assert_eq!(
             err.description(&context),
             "The user or an administrator must consent to the broker's delegated access to https://database.windows.net/.default (AADSTS65001)."
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_deciding_policy_revision() {
+        let context = ErrorContext {
+            policy_revision: Some(7),
+            ..ErrorContext::default()
+        };
+        for err in [
+            BrokerError::CallerNotAllowed,
+            BrokerError::ScopeNotAllowed,
+            BrokerError::LaneNotAllowed,
+            BrokerError::UnknownAudience,
+        ] {
+            assert_eq!(
+                ApiError::Broker(err.clone()).body(&context)["policy_revision"],
+                7,
+                "{err:?}"
+            );
+        }
+        assert!(
+            ApiError::Broker(BrokerError::InsufficientScope).body(&context)["policy_revision"]
+                .is_null()
+        );
+    }
+
+    #[test]
+    fn an_unloaded_policy_is_a_503_with_retry_after() {
+        let err = ApiError::Broker(BrokerError::PolicyUnavailable);
+        assert_eq!(
+            (err.status().as_u16(), err.code()),
+            (503, "policy_unavailable")
+        );
+        assert_eq!(
+            err.into_response(&ErrorContext::default()).headers()[header::RETRY_AFTER],
+            "5"
         );
     }
 

@@ -8,10 +8,11 @@ use serde_json::value::RawValue;
 use warp::http::Method;
 use warp::reply::Response;
 
-use crate::broker::Broker;
 use crate::broker::caller::Caller;
+use crate::broker::policy::Ask;
 use crate::broker::scope::TargetScope;
 use crate::broker::token_cache::Grant;
+use crate::broker::{Broker, Lane};
 use crate::http::error::ApiError;
 use crate::http::reply::{begin, finish, no_store_json, seconds_left};
 use crate::http::request::RequestParts;
@@ -74,8 +75,14 @@ async fn issue(
     let caller = broker.authenticate(&bearer).await?;
     record.caller = Some(caller.clone());
     broker.check_rate(&caller)?;
-    broker.policy.authorize_service(&caller)?;
-    broker.policy.authorize_scope(&scope)?;
+    let policy = broker.policy.current()?;
+    record.policy = Some(policy.clone());
+    let ask = Ask {
+        lane: Lane::Service,
+        scope: &scope,
+        via_alias: false,
+    };
+    record.grant = Some(policy.authorize(&caller, ask)?.name.clone());
     Ok(broker.service_token(&scope).await?)
 }
 

@@ -1,5 +1,6 @@
 //! `GET /api/health`: readiness and why, for operators and probes. Anonymous, so it says nothing about
-//! callers, tokens, secrets or allowlist contents: only what is loaded, how old it is, and counters.
+//! callers, tokens, secrets, allowlist or policy contents: only what is loaded, how old it is, why a
+//! policy document was refused, and counters.
 
 use std::sync::Arc;
 
@@ -23,26 +24,46 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
         return ApiError::MethodNotAllowed { allow: "GET" }.into_response(&ErrorContext::default());
     }
     let keys = broker.jwks.current();
-    let allowlist = broker.policy.allowlist.status();
+    let allowlist = broker.allowlist.as_ref().map(|a| a.status());
+    let policy = broker.policy.status();
     let credential = CredentialHealth::of(&broker.credential);
-    let ready = keys.is_some() && allowlist.loaded && credential.usable;
-    let body = json!({
+    let allowlist_loaded = allowlist.as_ref().is_none_or(|a| a.loaded);
+    let ready =
+        keys.is_some() && policy.revision.is_some() && allowlist_loaded && credential.usable;
+    let reasons = reasons(
+        keys.is_some(),
+        policy.revision.is_some(),
+        allowlist_loaded,
+        &credential,
+    );
+    let mut body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "reasons": reasons(keys.is_some(), allowlist.loaded, &credential),
+        "reasons": reasons,
         "signing_keys": {
             "loaded": keys.is_some(),
             "count": keys.as_ref().map(|k| k.len()),
             "age_seconds": keys.as_ref().map(|k| k.loaded_at.elapsed().as_secs()),
         },
-        "allowlist": {
-            "loaded": allowlist.loaded,
-            "age_seconds": allowlist.age.map(|age| age.as_secs()),
-        },
         "credential": credential,
-        "policy_revision": broker.policy.revision,
+        "policy_revision": policy.revision,
+        "policy": {
+            "loaded": policy.revision.is_some(),
+            "source": policy.origin.as_str(),
+            "revision": policy.revision,
+            "age_seconds": policy.age.map(|age| age.as_secs()),
+            "grants": policy.grants,
+            "last_refusal": policy.last_refusal,
+        },
         "token_cache_entries": broker.cache.len(),
         "counters": broker.metrics.snapshot(),
     });
+    // The legacy allowlist only exists without a policy document.
+    if let (Some(allowlist), Some(fields)) = (allowlist, body.as_object_mut()) {
+        fields.insert(
+            "allowlist".into(),
+            json!({"loaded": allowlist.loaded, "age_seconds": allowlist.age.map(|age| age.as_secs())}),
+        );
+    }
     let mut response = no_store_json(&body);
     if !ready {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -118,12 +139,16 @@ impl CredentialHealth {
 /// Why the broker is not ready, and what an operator should know although it is.
 fn reasons(
     keys_loaded: bool,
+    policy_loaded: bool,
     allowlist_loaded: bool,
     credential: &CredentialHealth,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
     if !keys_loaded {
         reasons.push("signing keys not loaded".to_owned());
+    }
+    if !policy_loaded {
+        reasons.push("policy not loaded".to_owned());
     }
     if !allowlist_loaded {
         reasons.push("allowlist not loaded".to_owned());

@@ -48,8 +48,13 @@ pub fn finish(
                 _ => &metrics.denied,
             });
             let context = ErrorContext {
-                known_aliases: broker.policy.audiences.aliases().collect(),
+                known_aliases: record
+                    .policy
+                    .as_ref()
+                    .map(|p| p.audiences.aliases().collect())
+                    .unwrap_or_default(),
                 resource: record.scope.as_deref(),
+                policy_revision: record.policy.as_ref().map(|p| p.revision),
             };
             err.into_response(&context)
         }

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use warp::http::Method;
 use warp::reply::Response;
 
+use crate::broker::policy::Ask;
 use crate::broker::scope::is_alias;
 use crate::broker::token_cache::Grant;
 use crate::broker::{Broker, Lane};
@@ -88,17 +89,22 @@ async fn issue(
     let caller = broker.authenticate(&bearer).await?;
     record.caller = Some(caller.clone());
     broker.check_rate(&caller)?;
-    broker.policy.check_revision(request.revision)?;
-    let scope = broker.policy.resolve_audience(&request.audience)?;
+    let policy = broker.policy.current()?;
+    record.policy = Some(policy.clone());
+    policy.check_revision(request.revision)?;
+    let scope = policy.resolve_audience(&request.audience)?;
     record.scope = Some(scope.as_str().to_owned());
     let lane = broker.choose_lane(&caller, request.lane)?;
     record.lane = Some(lane);
+    let ask = Ask {
+        lane,
+        scope: &scope,
+        via_alias: true,
+    };
+    record.grant = Some(policy.authorize(&caller, ask)?.name.clone());
     match lane {
         Lane::User => Ok(broker.on_behalf_of(&caller, &bearer, &scope).await?),
-        Lane::Service => {
-            broker.policy.authorize_service(&caller)?;
-            Ok(broker.service_token(&scope).await?)
-        }
+        Lane::Service => Ok(broker.service_token(&scope).await?),
     }
 }
 

@@ -3,26 +3,12 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::helpers::function_app::{APP_ROOT, FunctionApp, function_json_paths, read_json};
-
-const HOST_SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/schemas/host.json");
-const FUNCTION_SCHEMA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/schemas/function.json"
-);
-
-fn schema_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
-    validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
+use crate::helpers::schemas::{schema_errors, schema_path};
 
 #[test]
 fn host_json_validates_against_the_schema() {
-    let schema = read_json(Path::new(HOST_SCHEMA));
+    let schema = read_json(&schema_path("host.json"));
     let validator = jsonschema::draft7::new(&schema).expect("host.json schema compiles");
     let host_json = read_json(&Path::new(APP_ROOT).join("host.json"));
 
@@ -32,7 +18,7 @@ fn host_json_validates_against_the_schema() {
 #[test]
 fn every_function_json_validates_against_the_schema() {
     // The schema declares draft-04 but uses `const`: draft-07 semantics (shared/schemas/README.md).
-    let schema = read_json(Path::new(FUNCTION_SCHEMA));
+    let schema = read_json(&schema_path("function.json"));
     let validator = jsonschema::draft7::new(&schema).expect("function.json schema compiles");
     let paths = function_json_paths();
     assert!(!paths.is_empty(), "no */function.json under {APP_ROOT}");
@@ -98,4 +84,28 @@ fn functions_are_anonymous_http_in_http_out_with_the_methods_the_broker_serves()
             function.name
         );
     }
+}
+
+/// The handler's stdout reaches Application Insights as `traces` under the category
+/// `Host.Function.Console` (the host's `WorkerConstants.FunctionConsoleLogCategoryName`), one trace per
+/// line at Information. Adaptive sampling keeps about 20 items a second per instance by default
+/// (https://learn.microsoft.com/azure/azure-functions/configure-monitoring#configure-sampling), which would
+/// drop audit lines under load: traces are excluded from sampling.
+#[test]
+fn host_json_keeps_every_audit_line_unsampled_at_information() {
+    let host_json = FunctionApp::load().host_json;
+    let logging = &host_json["logging"];
+    let sampling = &logging["applicationInsights"]["samplingSettings"];
+
+    assert_eq!(logging["logLevel"]["Host.Function.Console"], "Information");
+    let sampling_off = sampling["isEnabled"] == false;
+    let traces_excluded = sampling["excludedTypes"]
+        .as_str()
+        .unwrap_or_default()
+        .split(';')
+        .any(|kind| kind.trim().eq_ignore_ascii_case("Trace"));
+    assert!(
+        sampling_off || traces_excluded,
+        "sampling may drop traces: {sampling}"
+    );
 }

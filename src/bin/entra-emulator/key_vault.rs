@@ -7,6 +7,7 @@ use crate::http::{self, Request, Response};
 use crate::identities::{FUNCTION_MI_OID, KEY_VAULT_API_VERSIONS, TENANT_ID, VAULT_RESOURCE};
 use crate::jwt::{Jwt, VerifyError};
 use crate::state::State;
+use crate::stats::Counter;
 use crate::{clock, ids};
 use serde_json::{Value, json};
 use warp::http::{Method, StatusCode};
@@ -62,7 +63,12 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
     }
     let caller = match authenticate(state, request) {
         Ok(caller) => caller,
-        Err(message) => return unauthorized(state, &message),
+        Err(message) => {
+            if request.header("authorization").is_some() {
+                state.stats.bump(Counter::KeyVaultTokenRefused);
+            }
+            return unauthorized(state, &message);
+        }
     };
     if caller.oid != FUNCTION_MI_OID {
         return forbidden(&caller, name);

@@ -1,6 +1,7 @@
 //! `POST /_emulator/tokens`: caller tokens for tests, signed by the current, previous or an unpublished
 //! key. Users get the v2 shape by default, MSI callers v1; `claims` and `header` override or (with null)
-//! remove any claim or header field afterwards; `raw_claims` signs a payload string verbatim.
+//! remove any claim or header field afterwards; `raw_claims` signs a payload string verbatim. `groups`
+//! lists group ids; more than Entra's 200 (or `group_overage`) gives the overage claims instead.
 
 use crate::identities::{
     BROKER_CLIENT_ID, MSI_CALLER_APP_ID, MSI_CALLER_OID, MSI_CALLER_RESOURCE_ID, TENANT_ID,
@@ -37,6 +38,8 @@ pub struct MintRequest {
     appid: Option<String>,
     scp: Option<String>,
     roles: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+    group_overage: Option<bool>,
     audience: Option<String>,
     tenant: Option<String>,
     lifetime_seconds: Option<i64>,
@@ -160,8 +163,22 @@ fn claims(state: &State, request: &MintRequest, kind: Kind, version: u8) -> Clai
     if let Some(roles) = &request.roles {
         claims.insert("roles".into(), json!(roles));
     }
+    let groups = request.groups.as_deref().unwrap_or_default();
+    if request.group_overage == Some(true) || groups.len() > MAX_TOKEN_GROUPS {
+        // Entra's overage form: the groups are named by a Graph source instead of listed.
+        claims.insert("_claim_names".into(), json!({"groups": "src1"}));
+        claims.insert(
+            "_claim_sources".into(),
+            json!({"src1": {"endpoint": format!("https://graph.windows.net/{tenant_id}/users/{oid}/getMemberObjects", tenant_id = claims["tid"].as_str().unwrap_or_default())}}),
+        );
+    } else if request.groups.is_some() {
+        claims.insert("groups".into(), json!(groups));
+    }
     claims
 }
+
+/// Most groups Entra lists in a JWT before it switches to the overage claims.
+const MAX_TOKEN_GROUPS: usize = 200;
 
 /// Entra's `sub` is pairwise: stable for one user and one app, different across apps.
 fn pairwise_subject(oid: &str, appid: &str) -> String {

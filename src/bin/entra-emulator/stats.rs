@@ -13,12 +13,14 @@ pub enum Counter {
     Jwks,
     Discovery,
     KeyVault,
+    /// Key Vault 401s to a request that presented a bearer token (not the SDK's first, bare request).
+    KeyVaultTokenRefused,
     Identity,
 }
 
 #[derive(Default)]
 pub struct Stats {
-    counts: [AtomicU64; 8],
+    counts: [AtomicU64; 9],
 }
 
 impl Stats {
@@ -41,6 +43,7 @@ impl Stats {
             "jwks_requests": self.get(Counter::Jwks),
             "discovery_requests": self.get(Counter::Discovery),
             "key_vault_requests": self.get(Counter::KeyVault),
+            "key_vault_token_refusals": self.get(Counter::KeyVaultTokenRefused),
             "identity_requests": self.get(Counter::Identity),
         })
     }

@@ -1,0 +1,271 @@
+//! Where the policy comes from and which one is in force: fixed (the legacy settings), or a document
+//! re-read from Key Vault or a file. A document that differs from the loaded one must carry a higher
+//! revision; an unreadable, invalid or refused document keeps the last good one; never loaded means
+//! every request is refused (fail closed). Swapped whole, so a request decides through one policy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::broker::error::{BrokerError, LoadFailure};
+use crate::broker::policy::Policy;
+use crate::broker::policy::compile;
+use crate::broker::policy::document::RawDocument;
+
+/// Where the policy is read from; health shows its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyOrigin {
+    /// The legacy settings, read once at start-up.
+    Settings,
+    /// The Key Vault secret named by `BROKER_POLICY_SECRET_NAME`.
+    KeyVault,
+    /// The file at `BROKER_POLICY_FILE`.
+    File,
+}
+
+impl PolicyOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Settings => "settings",
+            Self::KeyVault => "key_vault",
+            Self::File => "file",
+        }
+    }
+}
+
+struct State {
+    policy: Option<Arc<Policy>>,
+    /// The document `policy` was compiled from (None for the legacy settings).
+    document: Option<RawDocument>,
+    /// When the source last confirmed the policy in force (read it unchanged, or a newer one).
+    confirmed_at: Option<Instant>,
+    /// Why the source's current content is not in force, until a read puts it in force.
+    refusal: Option<String>,
+}
+
+pub struct PolicySource {
+    origin: PolicyOrigin,
+    state: ArcSwap<State>,
+}
+
+/// What the health route may say: never the document's contents.
+pub struct PolicyStatus {
+    pub origin: PolicyOrigin,
+    pub revision: Option<u64>,
+    pub grants: Option<usize>,
+    pub age: Option<Duration>,
+    pub last_refusal: Option<String>,
+}
+
+impl PolicySource {
+    /// The legacy settings' policy: in force from the start, never reloaded.
+    pub fn fixed(policy: Policy) -> Self {
+        Self::with(PolicyOrigin::Settings, Some(policy))
+    }
+
+    /// A document source that has not been read yet: every request is refused until it is.
+    pub fn pending(origin: PolicyOrigin) -> Self {
+        Self::with(origin, None)
+    }
+
+    fn with(origin: PolicyOrigin, policy: Option<Policy>) -> Self {
+        Self {
+            origin,
+            state: ArcSwap::from_pointee(State {
+                policy: policy.map(Arc::new),
+                document: None,
+                confirmed_at: None,
+                refusal: None,
+            }),
+        }
+    }
+
+    pub fn origin(&self) -> PolicyOrigin {
+        self.origin
+    }
+
+    /// The policy in force. One atomic load and a reference count: this is on every request.
+    pub fn current(&self) -> Result<Arc<Policy>, BrokerError> {
+        self.state
+            .load()
+            .policy
+            .clone()
+            .ok_or(BrokerError::PolicyUnavailable)
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.state.load().policy.is_some()
+    }
+
+    /// Applies one read of the source: the document's bytes, or why they could not be read.
+    pub fn apply(&self, read: Result<Vec<u8>, LoadFailure>) {
+        let current = self.state.load_full();
+        let next = match read {
+            Err(failure) => {
+                let reason = match (self.origin, failure) {
+                    (PolicyOrigin::File, _) => "the policy file could not be read",
+                    (_, LoadFailure::Unreachable) => "Key Vault could not be reached",
+                    (_, LoadFailure::Misconfigured) => {
+                        "the policy secret is missing or the managed identity may not read it"
+                    }
+                };
+                tracing::warn!(
+                    source = self.origin.as_str(),
+                    reason,
+                    "policy read failed; keeping the last good policy"
+                );
+                self.refused(&current, reason.to_owned())
+            }
+            Ok(bytes) => match compile::from_bytes(&bytes) {
+                Err(errors) => {
+                    for err in &errors {
+                        // Path and fixed sentence only: the parser's own message may quote the document.
+                        tracing::warn!(path = %err.path, problem = err.problem, "policy document error");
+                    }
+                    let first = errors.first().map(ToString::to_string).unwrap_or_default();
+                    let reason = format!(
+                        "invalid document, {} error(s); first: {first}",
+                        errors.len()
+                    );
+                    tracing::warn!(
+                        source = self.origin.as_str(),
+                        "policy document is invalid; keeping the last good policy"
+                    );
+                    self.refused(&current, reason)
+                }
+                Ok((document, policy)) => self.decide(&current, document, policy),
+            },
+        };
+        self.state.store(Arc::new(next));
+    }
+
+    /// A valid document: in force if it is the first, the same, or a higher revision.
+    fn decide(&self, current: &State, document: RawDocument, policy: Policy) -> State {
+        let loaded = current.policy.as_ref().map(|p| p.revision);
+        if current.document.as_ref() == Some(&document) {
+            return State {
+                policy: current.policy.clone(),
+                document: current.document.clone(),
+                confirmed_at: Some(Instant::now()),
+                refusal: None,
+            };
+        }
+        if let Some(loaded) = loaded.filter(|loaded| document.revision <= *loaded) {
+            let reason = format!(
+                "document revision {} differs from the loaded revision {loaded} but is not higher",
+                document.revision
+            );
+            tracing::warn!(
+                source = self.origin.as_str(),
+                revision = document.revision,
+                loaded,
+                "policy document refused; keeping the last good policy"
+            );
+            return self.refused(current, reason);
+        }
+        tracing::info!(
+            source = self.origin.as_str(),
+            revision = policy.revision,
+            grants = policy.grants.len(),
+            "policy loaded"
+        );
+        State {
+            policy: Some(Arc::new(policy)),
+            document: Some(document),
+            confirmed_at: Some(Instant::now()),
+            refusal: None,
+        }
+    }
+
+    fn refused(&self, current: &State, reason: String) -> State {
+        State {
+            policy: current.policy.clone(),
+            document: current.document.clone(),
+            confirmed_at: current.confirmed_at,
+            refusal: Some(reason),
+        }
+    }
+
+    pub fn status(&self) -> PolicyStatus {
+        let state = self.state.load();
+        PolicyStatus {
+            origin: self.origin,
+            revision: state.policy.as_ref().map(|p| p.revision),
+            grants: state.policy.as_ref().map(|p| p.grants.len()),
+            age: state.confirmed_at.map(|at| at.elapsed()),
+            last_refusal: state.refusal.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(revision: u64, scope: &str) -> Vec<u8> {
+        format!(
+            r#"{{"revision": {revision}, "grants": [{{"name": "g", "users": "tenant", "lane": "user", "scopes": ["{scope}"]}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    const SQL: &str = "https://database.windows.net/.default";
+    const STORAGE: &str = "https://storage.azure.com/.default";
+
+    fn allowed_scope(source: &PolicySource) -> String {
+        source.current().unwrap().grants[0].scopes[0].to_string()
+    }
+
+    #[test]
+    fn fails_closed_until_the_first_document_loads() {
+        let source = PolicySource::pending(PolicyOrigin::KeyVault);
+        assert_eq!(source.current().err(), Some(BrokerError::PolicyUnavailable));
+        source.apply(Err(LoadFailure::Unreachable));
+        assert_eq!(source.current().err(), Some(BrokerError::PolicyUnavailable));
+        assert_eq!(
+            source.status().last_refusal.as_deref(),
+            Some("Key Vault could not be reached")
+        );
+        source.apply(Ok(document(1, SQL)));
+        assert_eq!(source.current().unwrap().revision, 1);
+        assert_eq!(source.status().last_refusal, None);
+    }
+
+    #[test]
+    fn a_higher_revision_replaces_the_policy() {
+        let source = PolicySource::pending(PolicyOrigin::File);
+        source.apply(Ok(document(1, SQL)));
+        source.apply(Ok(document(2, STORAGE)));
+        assert_eq!(allowed_scope(&source), STORAGE);
+    }
+
+    #[test]
+    fn a_changed_document_without_a_higher_revision_is_refused() {
+        let source = PolicySource::pending(PolicyOrigin::File);
+        source.apply(Ok(document(2, SQL)));
+        for revision in [2, 1] {
+            source.apply(Ok(document(revision, STORAGE)));
+            assert_eq!(allowed_scope(&source), SQL);
+            let refusal = source.status().last_refusal.unwrap();
+            assert!(refusal.contains("is not higher"), "{refusal}");
+        }
+        // Reading the loaded document again puts it back in force and clears the refusal.
+        source.apply(Ok(document(2, SQL)));
+        assert_eq!(source.status().last_refusal, None);
+    }
+
+    #[test]
+    fn an_invalid_document_keeps_the_last_good_one_and_says_where() {
+        let source = PolicySource::pending(PolicyOrigin::File);
+        source.apply(Ok(document(1, SQL)));
+        source.apply(Ok(document(5, "openid")));
+        assert_eq!(allowed_scope(&source), SQL);
+        assert_eq!(
+            source.status().last_refusal.as_deref(),
+            Some(
+                "invalid document, 1 error(s); first: grants[0].scopes[0]: is not one <https:// or api:// resource>/.default scope"
+            )
+        );
+    }
+}
