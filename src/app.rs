@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::azure::federated_identity::FederatedIdentity;
 use crate::azure::key_vault::VaultReader;
-use crate::broker::allowlist::Allowlist;
+use crate::broker::allowlist::{Allowlist, VaultList};
 use crate::broker::credential::{
     CertificateLoader, ClientCredential, CredentialKind, CredentialSource,
 };
@@ -102,25 +102,26 @@ impl App {
             _ => None,
         };
 
-        // First loads run concurrently, bounded; the refresh loops take over from there.
+        // First loads run concurrently and are retried within the bounded wait; the refresh loops take
+        // over from there.
         let first_loads = async {
             let vault_values = async {
                 if let Some(sources) = &vault {
-                    refresh::load_vault(&broker, sources).await;
+                    refresh::load_vault_until_loaded(&broker, sources).await;
                 }
             };
             let client_certificate = async {
                 if let Some(loader) = &certificate {
-                    refresh::load_certificate(&broker, loader.as_ref()).await;
+                    refresh::load_certificate_until_loaded(&broker, loader.as_ref()).await;
                 }
             };
             let file = async {
                 if let Some(path) = &policy_file {
-                    refresh::load_policy_file(&broker, path).await;
+                    refresh::load_policy_file_until_loaded(&broker, path).await;
                 }
             };
             tokio::join!(
-                refresh::load_keys(&broker),
+                refresh::load_keys_until_loaded(&broker),
                 vault_values,
                 client_certificate,
                 file
@@ -277,7 +278,11 @@ fn policy(settings: &Settings) -> (PolicySource, Option<Arc<Allowlist>>) {
         None => {
             let allowlist = Arc::new(Allowlist::new(
                 settings.static_allowlist.clone(),
-                settings.key_vault.is_some(),
+                settings.key_vault.as_ref().map(|_| VaultList {
+                    secret: settings.allowlist_secret_name.clone(),
+                    max_age: settings.allowlist_max_age,
+                    refresh: settings.allowlist_refresh,
+                }),
             ));
             let policy = legacy::built_in(LegacySettings {
                 allowlist: allowlist.clone(),

@@ -1,6 +1,6 @@
 //! Property-based fuzzing (proptest) of everything that parses hostile input: caller tokens through the
-//! full RS256 rule set, Authorization headers, request bodies, scopes, ids, the allowlist secret, and
-//! Entra's answers. Each property asserts "no panic" and that nothing malformed is ever accepted.
+//! full RS256 rule set, Authorization headers, request bodies, scopes, ids, the allowlist secret, the
+//! policy document, and Entra's answers. Each property asserts "no panic" and that nothing malformed is ever accepted.
 //! Case counts are fixed so a run is bounded; `PROPTEST_CASES` raises them for a longer campaign.
 
 use base64::Engine;
@@ -13,6 +13,7 @@ use crate::broker::allowlist;
 use crate::broker::entra_error;
 use crate::broker::exchange::parse_success;
 use crate::broker::ids::Guid;
+use crate::broker::policy::compile;
 use crate::broker::scope::TargetScope;
 use crate::broker::validation::key_id;
 use crate::broker::validation::tests::{Signer, rules, user_claims};
@@ -114,6 +115,21 @@ proptest! {
     #[test]
     fn allowlist_secrets_never_panic(text in any::<String>()) {
         let _ = allowlist::parse(&text);
+    }
+
+    #[test]
+    fn policy_documents_never_panic_and_accepted_ones_are_well_formed(
+        bytes in prop::collection::vec(any::<u8>(), 0..1024),
+        grant in r#"\{"name":"[a-z-]{0,8}","(apps|users)":(\["[0-9a-f-]{0,40}"\]|"tenant"|\{"(oids|groups|app_role)":[\["a-z0-9-]{0,40}\]?\}),"lane":"(user|service|x)","(scopes|audiences)":\["[a-z:/.]{0,40}"\]\}"#,
+    ) {
+        let _ = compile::from_bytes(&bytes);
+        let document = format!(r#"{{"revision":1,"grants":[{grant}]}}"#);
+        if let Ok((_, policy)) = compile::from_bytes(document.as_bytes()) {
+            for grant in &policy.grants {
+                prop_assert!(!grant.allowed.is_empty());
+                prop_assert!(grant.allowed.iter().all(|s| TargetScope::parse(s.as_str()).is_ok()));
+            }
+        }
     }
 
     #[test]

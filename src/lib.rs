@@ -12,6 +12,7 @@
 //! - `telemetry`: JSON logs on stdout and the audit line; `log_writer`: batched stdout; `json_line`:
 //!   the audit line's JSON writer.
 //! - `secret`: the redacting type for secrets and tokens.
+//! - `cli`: the offline policy commands (`token-broker policy check|explain`).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -31,6 +32,7 @@ pub mod app;
 pub mod azure;
 pub mod broker;
 pub mod certificate_loader;
+pub mod cli;
 pub mod http;
 pub mod json_line;
 pub mod log_writer;

@@ -1,15 +1,20 @@
 //! The `token-broker` binary: reads settings, builds the app, serves until a signal, exits with a code.
 //! Configuration errors are one log line naming the setting and exit 1 (never 0: the Functions host
-//! does not restart a handler that exited 0).
+//! does not restart a handler that exited 0). With `policy ...` arguments it runs an offline command
+//! instead; the host starts it with none.
 
 use std::process::ExitCode;
 
 use token_broker::app::App;
+use token_broker::cli;
 use token_broker::settings::Settings;
 use token_broker::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if let Some(code) = cli::run_if_asked(std::env::args_os().skip(1)) {
+        return code;
+    }
     let _log_writer = telemetry::init();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,

@@ -1,8 +1,8 @@
 //! Background refresh loops: the signing keys (periodic, sooner while never loaded), the Key Vault values
 //! (the legacy allowlist or the policy document, and the client secret when it lives there), the
-//! policy file and the client certificate. A failure keeps the last good value.
+//! policy file and the client certificate, and the retried first loads that start-up waits for. A
+//! failure keeps the last good value.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +12,12 @@ use crate::broker::Broker;
 use crate::broker::credential::{CertificateLoader, ClientCredential};
 use crate::broker::error::LoadFailure;
 use crate::broker::metrics::Metrics;
-use crate::broker::policy::document::MAX_DOCUMENT_BYTES;
+use crate::broker::policy::document;
 
 /// Retry delay while a value has never loaded.
 const FIRST_LOAD_RETRY: Duration = Duration::from_secs(2);
+/// Retry delay within start-up's bounded wait for the first loads.
+const START_UP_RETRY: Duration = Duration::from_millis(500);
 
 /// Loads the signing keys once, counting the attempt.
 pub async fn load_keys(broker: &Broker) -> bool {
@@ -27,6 +29,13 @@ pub async fn load_keys(broker: &Broker) -> bool {
             tracing::warn!(error = %err, "signing key refresh failed; keeping the last good key set");
             false
         }
+    }
+}
+
+/// Loads the signing keys, retrying until they load; start-up bounds how long it waits.
+pub async fn load_keys_until_loaded(broker: &Broker) {
+    while !load_keys(broker).await {
+        tokio::time::sleep(START_UP_RETRY).await;
     }
 }
 
@@ -91,13 +100,28 @@ async fn read_secret(
     read
 }
 
+/// Whether every Key Vault value has loaded at least once.
+fn vault_loaded(broker: &Broker, sources: &VaultSources) -> bool {
+    broker.allowlist.as_ref().is_none_or(|a| a.status().loaded)
+        && broker.policy.is_loaded()
+        && (sources.client_secret.is_none() || broker.credential.current().is_ok())
+}
+
+/// Reads the Key Vault values, retrying until all have loaded; start-up bounds how long it waits.
+pub async fn load_vault_until_loaded(broker: &Broker, sources: &VaultSources) {
+    loop {
+        load_vault(broker, sources).await;
+        if vault_loaded(broker, sources) {
+            return;
+        }
+        tokio::time::sleep(START_UP_RETRY).await;
+    }
+}
+
 pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Duration) {
     tokio::spawn(async move {
         loop {
-            let loaded = broker.allowlist.as_ref().is_none_or(|a| a.status().loaded)
-                && broker.policy.is_loaded()
-                && broker.credential.current().is_ok();
-            tokio::time::sleep(if loaded {
+            tokio::time::sleep(if vault_loaded(&broker, &sources) {
                 every
             } else {
                 FIRST_LOAD_RETRY.min(every)
@@ -108,18 +132,10 @@ pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Du
     });
 }
 
-/// Reads the policy file once (at most one byte past the cap, so an oversized file is refused without
-/// being read whole) and applies it.
+/// Reads the policy file once and applies it.
 pub async fn load_policy_file(broker: &Broker, path: &Path) {
     let path = path.to_owned();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::new();
-        std::fs::File::open(&path)?
-            .take(MAX_DOCUMENT_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)?;
-        Ok::<_, std::io::Error>(bytes)
-    })
-    .await;
+    let read = tokio::task::spawn_blocking(move || document::read_file(&path)).await;
     let read = match read {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(err)) => {
@@ -129,6 +145,17 @@ pub async fn load_policy_file(broker: &Broker, path: &Path) {
         Err(_) => Err(LoadFailure::Misconfigured),
     };
     broker.policy.apply(read);
+}
+
+/// Reads the policy file, retrying until it loads; start-up bounds how long it waits.
+pub async fn load_policy_file_until_loaded(broker: &Broker, path: &Path) {
+    loop {
+        load_policy_file(broker, path).await;
+        if broker.policy.is_loaded() {
+            return;
+        }
+        tokio::time::sleep(START_UP_RETRY).await;
+    }
 }
 
 pub fn spawn_policy_file_refresh(broker: Arc<Broker>, path: PathBuf, every: Duration) {
@@ -164,6 +191,17 @@ pub fn spawn_certificate_refresh(
             load_certificate(&broker, loader.as_ref()).await;
         }
     });
+}
+
+/// Loads the client certificate until it is loaded (start-up bounds the wait).
+pub async fn load_certificate_until_loaded(broker: &Broker, loader: &dyn CertificateLoader) {
+    loop {
+        load_certificate(broker, loader).await;
+        if broker.credential.current().is_ok() {
+            return;
+        }
+        tokio::time::sleep(START_UP_RETRY).await;
+    }
 }
 
 /// Loads the client certificate once and applies it.

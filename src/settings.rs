@@ -24,6 +24,7 @@ pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_ALLOWLIST_SECRET: &str = "allowed-msi-oids";
 pub const DEFAULT_KEY_VAULT_AUDIENCE: &str = "https://vault.azure.net";
+pub const DEFAULT_ALLOWLIST_MAX_AGE_SECONDS: u64 = 6 * 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
@@ -109,6 +110,8 @@ pub struct Settings {
     pub allowlist_secret_name: String,
     pub static_allowlist: BTreeSet<ObjectId>,
     pub allowlist_refresh: Duration,
+    /// How long the last good Key Vault allowlist may serve without a successful re-read.
+    pub allowlist_max_age: Duration,
     pub allowed_scopes: BTreeSet<TargetScope>,
     pub audiences: AudienceMap,
     pub policy_revision: u64,
@@ -148,6 +151,7 @@ impl Settings {
             identity_endpoint(&vars)?;
         }
         let policy_document = policy_document(&vars, key_vault.is_some())?;
+        let allowlist_refresh = vars.seconds("BROKER_ALLOWLIST_REFRESH_SECONDS", 120, 1)?;
         Ok(Self {
             policy_document,
             port: port(&vars)?,
@@ -161,7 +165,8 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_ALLOWLIST_SECRET.to_owned()),
             key_vault,
             static_allowlist: vars.guid_list("BROKER_ALLOWED_MSI_OIDS")?,
-            allowlist_refresh: vars.seconds("BROKER_ALLOWLIST_REFRESH_SECONDS", 120, 1)?,
+            allowlist_max_age: allowlist_max_age(&vars, allowlist_refresh)?,
+            allowlist_refresh,
             allowed_scopes: allowed_scopes(&vars)?,
             audiences: audiences(&vars)?,
             policy_revision: vars.parsed(
@@ -187,6 +192,30 @@ impl Settings {
 fn port(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<u16, SettingsError> {
     const NAME: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
     vars.parsed(NAME, DEFAULT_PORT, "expected a TCP port number")
+}
+
+/// Six hours by default (or two refresh intervals, if longer): long enough to ride out a Key Vault
+/// incident and for `degraded` health, after three failed reads, to reach an operator first; short
+/// enough that an identity removed from the secret cannot keep its access for the 24 h an App Service
+/// Key Vault reference may stay cached. docs/reliability.md argues it in full.
+fn allowlist_max_age(
+    vars: &Vars<impl Fn(&str) -> Option<String>>,
+    refresh: Duration,
+) -> Result<Duration, SettingsError> {
+    const NAME: &str = "BROKER_ALLOWLIST_MAX_AGE_SECONDS";
+    // One slow read must not make the list stale: at least two intervals.
+    let least = refresh.saturating_mul(2);
+    if vars.get(NAME).is_none() {
+        return Ok(Duration::from_secs(DEFAULT_ALLOWLIST_MAX_AGE_SECONDS).max(least));
+    }
+    let max_age = vars.seconds(NAME, DEFAULT_ALLOWLIST_MAX_AGE_SECONDS, 1)?;
+    if max_age < least {
+        return Err(SettingsError::Invalid {
+            name: NAME,
+            reason: "expected at least twice BROKER_ALLOWLIST_REFRESH_SECONDS",
+        });
+    }
+    Ok(max_age)
 }
 
 fn authority_host(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Url, SettingsError> {
@@ -563,6 +592,38 @@ mod tests {
         assert_eq!(settings.allowed_scopes.len(), DEFAULT_SCOPES.len());
         assert_eq!(settings.policy_revision, 1);
         assert_eq!(settings.allowlist_secret_name, "allowed-msi-oids");
+    }
+
+    #[test]
+    fn allowlist_max_age_defaults_to_six_hours_or_two_refresh_intervals() {
+        let max_age = |overrides: &[(&str, &str)]| {
+            Settings::from_lookup(required_with(overrides))
+                .unwrap()
+                .allowlist_max_age
+        };
+        assert_eq!(max_age(&[]), Duration::from_secs(21_600));
+        assert_eq!(
+            max_age(&[("BROKER_ALLOWLIST_REFRESH_SECONDS", "86400")]),
+            Duration::from_secs(172_800)
+        );
+        assert_eq!(
+            max_age(&[
+                ("BROKER_ALLOWLIST_REFRESH_SECONDS", "1"),
+                ("BROKER_ALLOWLIST_MAX_AGE_SECONDS", "2")
+            ]),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn allowlist_max_age_below_two_refresh_intervals_is_refused() {
+        assert_eq!(
+            error_of(&[
+                ("BROKER_ALLOWLIST_REFRESH_SECONDS", "120"),
+                ("BROKER_ALLOWLIST_MAX_AGE_SECONDS", "200")
+            ]),
+            "BROKER_ALLOWLIST_MAX_AGE_SECONDS is invalid: expected at least twice BROKER_ALLOWLIST_REFRESH_SECONDS"
+        );
     }
 
     #[test]

@@ -69,20 +69,23 @@ pub struct AuditRecord {
 /// own flattened JSON lines, absent fields left out. It goes straight into the batched stdout rather
 /// than through the subscriber's field visitor, which cost several times more per line at the broker's
 /// request rate. Written only when `BROKER_LOG` enables the `audit` target at INFO.
-pub fn audit(record: &AuditRecord, outcome: Result<&Grant, &ApiError>) {
+///
+/// `Ok(None)` is a request answered without issuing a token (whoami).
+pub fn audit(record: &AuditRecord, outcome: Result<Option<&Grant>, &ApiError>) {
     let Some(sink) = AUDIT_SINK.get() else {
         return;
     };
     let caller = record.caller.as_deref();
     let (decision, reason, detail, status) = match outcome {
-        Ok(_) => ("issued", "ok", None, 200),
+        Ok(Some(_)) => ("issued", "ok", None, 200),
+        Ok(None) => ("answered", "ok", None, 200),
         Err(err) => {
             let status = err.status().as_u16();
             let decision = if status < 500 { "denied" } else { "failed" };
             (decision, err.code(), detail_of(err), status)
         }
     };
-    let grant = outcome.ok();
+    let grant = outcome.ok().flatten();
     let upstream = match outcome {
         Err(ApiError::Broker(BrokerError::Upstream(err))) => Some(err),
         _ => None,

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use crate::broker::certificate::{CertificateError, ClientCertificate};
 use crate::broker::digest::Digest;
 use crate::broker::error::{BrokerError, LoadFailure, UpstreamError, UpstreamErrorKind};
+use crate::broker::freshness::{Freshness, ReadProblem};
 use crate::broker::validation::now;
 use crate::secret::Secret;
 
@@ -183,9 +184,15 @@ pub trait CertificateLoader: Send + Sync {
     async fn load(&self) -> Result<ClientCertificate, LoadFailure>;
 }
 
+struct State {
+    current: Result<Arc<ClientCredential>, LoadFailure>,
+    /// Reads from where the credential is kept (a fixed one is never read, so it stays at the default).
+    freshness: Freshness,
+}
+
 pub struct CredentialSource {
     kind: CredentialKind,
-    current: ArcSwap<Result<Arc<ClientCredential>, LoadFailure>>,
+    state: ArcSwap<State>,
     loader: Option<Arc<dyn CertificateLoader>>,
     /// One on-demand reload at a time, and when the last one ran (see `newer_than`).
     reloading: tokio::sync::Mutex<Option<Instant>>,
@@ -210,7 +217,10 @@ impl CredentialSource {
     ) -> Self {
         Self {
             kind,
-            current: ArcSwap::from_pointee(current),
+            state: ArcSwap::from_pointee(State {
+                current,
+                freshness: Freshness::default(),
+            }),
             loader,
             reloading: tokio::sync::Mutex::new(None),
         }
@@ -221,38 +231,48 @@ impl CredentialSource {
     }
 
     pub fn current(&self) -> Result<Arc<ClientCredential>, BrokerError> {
-        self.current
+        self.state
             .load()
-            .as_ref()
+            .current
             .clone()
             .map_err(|failure| BrokerError::CredentialUnavailable(self.kind, failure))
     }
 
+    /// How current the loaded copy is.
+    pub fn freshness(&self) -> Freshness {
+        self.state.load().freshness
+    }
+
     /// Applies a load. A failure after a first success keeps the last good credential.
     pub fn apply(&self, loaded: Result<ClientCredential, LoadFailure>) {
-        match loaded {
+        let state = self.state.load();
+        let next = match loaded {
             Ok(fresh) => {
-                let changed = self
-                    .current
-                    .load()
-                    .as_ref()
-                    .as_ref()
-                    .map_or(true, |old| old.version != fresh.version);
-                if changed {
-                    tracing::info!(
-                        credential_kind = fresh.kind().as_str(),
-                        credential_version = &*fresh.used.version,
-                        "broker credential loaded"
-                    );
-                    self.current.store(Arc::new(Ok(Arc::new(fresh))));
+                let current = match &state.current {
+                    Ok(old) if old.version == fresh.version => Arc::clone(old),
+                    _ => {
+                        tracing::info!(
+                            credential_kind = fresh.kind().as_str(),
+                            credential_version = &*fresh.used.version,
+                            "broker credential loaded"
+                        );
+                        Arc::new(fresh)
+                    }
+                };
+                State {
+                    current: Ok(current),
+                    freshness: state.freshness.succeeded(),
                 }
             }
-            Err(failure) => {
-                if self.current.load().is_err() {
-                    self.current.store(Arc::new(Err(failure)));
-                }
-            }
-        }
+            Err(failure) => State {
+                current: match &state.current {
+                    Ok(old) => Ok(Arc::clone(old)),
+                    Err(_) => Err(failure),
+                },
+                freshness: state.freshness.failed(ReadProblem::from(failure)),
+            },
+        };
+        self.state.store(Arc::new(next));
     }
 
     /// After Entra refused `rejected`: re-reads the certificate and returns the current credential if

@@ -18,6 +18,8 @@ pub enum CallerError {
     Malformed,
     #[error("algorithm is not RS256")]
     AlgorithmNotAllowed,
+    #[error("token header names critical extensions")]
+    CriticalHeader,
     #[error("token header has no kid")]
     MissingKeyId,
     #[error("signing key is not in the tenant's key set")]
@@ -55,6 +57,7 @@ impl CallerError {
             Self::MalformedAuthorization => "malformed_authorization",
             Self::Malformed => "malformed_token",
             Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::CriticalHeader => "critical_header",
             Self::MissingKeyId => "missing_kid",
             Self::UnknownKey => "unknown_key",
             Self::BadSignature => "bad_signature",
@@ -176,6 +179,8 @@ pub enum BrokerError {
     AllowlistUnavailable(LoadFailure),
     #[error("the broker's {kind} credential has never been loaded ({1:?})", kind = .0.as_str())]
     CredentialUnavailable(CredentialKind, LoadFailure),
+    #[error("allowlist could not be confirmed within BROKER_ALLOWLIST_MAX_AGE_SECONDS")]
+    AllowlistStale { retry_after: Duration },
     #[error("rate limit exceeded")]
     RateLimited { retry_after: Duration },
     #[error("token endpoint: {0}")]

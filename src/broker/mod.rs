@@ -11,12 +11,14 @@ pub mod digest;
 pub mod entra_error;
 pub mod error;
 pub mod exchange;
+pub mod freshness;
 pub mod ids;
 pub mod jwks;
 pub mod metrics;
 pub mod policy;
 pub mod rate_limit;
 pub mod scope;
+pub mod strict_json;
 pub mod token_cache;
 pub mod upstream;
 pub mod validation;
@@ -52,6 +54,17 @@ pub enum Lane {
 }
 
 impl Lane {
+    /// The lane a request runs in: as asked, or by default users' own and apps' the service's. An app
+    /// can never have the user lane, and a user lane never falls back to the service principal.
+    pub fn choose(kind: CallerKind, asked: Option<Lane>) -> Result<Lane, BrokerError> {
+        match (asked, kind) {
+            (Some(Lane::User), CallerKind::Msi) => Err(BrokerError::LaneNotAllowed),
+            (Some(lane), _) => Ok(lane),
+            (None, CallerKind::User) => Ok(Lane::User),
+            (None, CallerKind::Msi) => Ok(Lane::Service),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",
@@ -134,17 +147,6 @@ impl Broker {
     /// Takes one request from the caller's and the overall budget.
     pub fn check_rate(&self, caller: &Caller) -> Result<(), BrokerError> {
         self.rate_limiter.check(&caller.oid)
-    }
-
-    /// The lane a request runs in: as asked, or by default users' own and apps' the service's. An app
-    /// can never have the user lane, and a user lane never falls back to the service principal.
-    pub fn choose_lane(&self, caller: &Caller, asked: Option<Lane>) -> Result<Lane, BrokerError> {
-        match (asked, caller.kind) {
-            (Some(Lane::User), CallerKind::Msi) => Err(BrokerError::LaneNotAllowed),
-            (Some(lane), _) => Ok(lane),
-            (None, CallerKind::User) => Ok(Lane::User),
-            (None, CallerKind::Msi) => Ok(Lane::Service),
-        }
     }
 
     /// The broker's service-principal token for `scope` (client credentials).

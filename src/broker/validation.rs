@@ -16,6 +16,7 @@ use crate::broker::digest::Digest;
 use crate::broker::error::{BrokerError, CallerError};
 use crate::broker::ids::{ClientId, Guid, TenantId};
 use crate::broker::jwks::{JwksCache, KeySet};
+use crate::broker::strict_json;
 use crate::secret::Secret;
 
 /// How many validated caller tokens are remembered.
@@ -41,7 +42,7 @@ pub struct TokenRules {
     pub skew: Duration,
 }
 
-/// The claims the broker reads. Unknown claims are ignored; a duplicated known claim fails parsing.
+/// The claims the broker reads. Unknown claims are ignored, once `strict_segment` has checked every one.
 #[derive(Deserialize)]
 struct Claims {
     iss: String,
@@ -121,6 +122,13 @@ impl CallerValidator {
 /// The `kid` of an RS256 token's header. `jku`, `x5u`, `jwk` and `x5c` are never consulted: keys come
 /// only from the tenant's JWKS.
 pub fn key_id(token: &str) -> Result<String, CallerError> {
+    let segment = token.split('.').next().unwrap_or_default();
+    let names = strict_segment(segment)?;
+    // RFC 7515 §4.1.11: a recipient that does not understand a `crit` extension must refuse the JWS.
+    // The broker understands none (`b64: false` included), so any `crit` is refused.
+    if names.iter().any(|name| name == "crit") {
+        return Err(CallerError::CriticalHeader);
+    }
     let header = jsonwebtoken::decode_header(token).map_err(|_| CallerError::Malformed)?;
     // Only RS256. Trusting the header's `alg` is how "HS256 signed with the public key" forgeries get in.
     if header.alg != Algorithm::RS256 {
@@ -133,13 +141,7 @@ impl TokenRules {
     /// Verifies `token` (whose header named `kid`) against `keys` and every claim rule.
     pub fn verify(&self, token: &str, kid: &str, keys: &KeySet) -> Result<Caller, CallerError> {
         let key = keys.key(kid).ok_or(CallerError::UnknownKey)?;
-        let payload = token.split('.').nth(1).ok_or(CallerError::Malformed)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| CallerError::Malformed)?;
-        if nesting_depth(&payload) > MAX_CLAIMS_DEPTH {
-            return Err(CallerError::Malformed);
-        }
+        strict_segment(token.split('.').nth(1).ok_or(CallerError::Malformed)?)?;
 
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = self.skew.as_secs();
@@ -176,8 +178,14 @@ impl TokenRules {
         if claims.nonce.is_some() || claims.at_hash.is_some() {
             return Err(CallerError::NotAnAccessToken);
         }
-        let app = app.ok_or(CallerError::NotAnAccessToken)?;
-        if app.eq_ignore_ascii_case(self.client_id.as_str()) {
+        app.ok_or(CallerError::NotAnAccessToken)?;
+        // Whatever the version, either claim naming the broker means the broker could have obtained the
+        // token for itself.
+        let names_broker = |id: &Option<String>| {
+            id.as_deref()
+                .is_some_and(|id| id.eq_ignore_ascii_case(self.client_id.as_str()))
+        };
+        if names_broker(&claims.appid) || names_broker(&claims.azp) {
             return Err(CallerError::BrokerItself);
         }
         Ok(())
@@ -234,23 +242,13 @@ pub fn unverified_caller(token: &str) -> Result<Caller, CallerError> {
     caller_of(claims, tenant, "")
 }
 
-/// How deeply the JSON in `bytes` nests objects and arrays (brackets inside strings do not count).
-fn nesting_depth(bytes: &[u8]) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &byte in bytes {
-        match (in_string, escaped, byte) {
-            (true, true, _) => escaped = false,
-            (true, false, b'\\') => escaped = true,
-            (true, false, b'"') | (false, _, b'"') => in_string = !in_string,
-            (false, _, b'{' | b'[') => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            (false, _, b'}' | b']') => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
+/// The member names of one base64url segment, which must be strict JSON (`strict_json`): UTF-8, an
+/// object, unique names at every level, nested at most `MAX_CLAIMS_DEPTH` deep.
+fn strict_segment(segment: &str) -> Result<Vec<String>, CallerError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| CallerError::Malformed)?;
+    strict_json::object_member_names(&bytes, MAX_CLAIMS_DEPTH).map_err(|_| CallerError::Malformed)
 }
 
 /// User or app, from `idtyp` when present, else from the presence of delegated scopes.
@@ -354,10 +352,15 @@ pub(crate) mod tests {
         }
 
         pub fn sign(&self, header: &Value, claims: &Value) -> String {
+            self.sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+        }
+
+        /// An RS256 token over exactly these header and payload bytes, JSON or not.
+        pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> String {
             let input = format!(
                 "{}.{}",
-                URL_SAFE_NO_PAD.encode(header.to_string()),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(payload)
             );
             let mut signature = vec![0; self.key.public_modulus_len()];
             self.key
@@ -503,7 +506,6 @@ pub(crate) mod tests {
             verify(&signer, &claims).unwrap_err(),
             CallerError::Malformed
         );
-        assert_eq!(nesting_depth(br#"{"a":"{[{[","b":[1,{"c":"\"]"}]}"#), 3);
     }
 
     #[test]
@@ -514,6 +516,99 @@ pub(crate) mod tests {
             rules().verify(&token, "k1", &signer.keys).unwrap_err(),
             CallerError::BadSignature
         );
+    }
+
+    /// Verifies a token signed over exactly `header` and `payload`, the way the validator meets it.
+    fn verify_raw(signer: &Signer, header: &[u8], payload: &[u8]) -> Result<Caller, CallerError> {
+        let token = signer.sign_raw(header, payload);
+        let kid = key_id(&token)?;
+        rules().verify(&token, &kid, &signer.keys)
+    }
+
+    #[test]
+    fn any_crit_header_is_refused_even_on_a_genuine_signature() {
+        let signer = Signer::new();
+        let payload = user_claims().to_string();
+        for header in [
+            json!({"alg": "RS256", "kid": "k1", "crit": ["foo"], "foo": 1}),
+            json!({"alg": "RS256", "kid": "k1", "crit": ["b64"], "b64": false}),
+            json!({"alg": "RS256", "kid": "k1", "crit": []}),
+        ] {
+            assert_eq!(
+                verify_raw(&signer, header.to_string().as_bytes(), payload.as_bytes()).unwrap_err(),
+                CallerError::CriticalHeader,
+                "{header}"
+            );
+        }
+        assert!(verify_raw(&signer, header().to_string().as_bytes(), payload.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn either_appid_or_azp_naming_the_broker_is_refused_whatever_the_version() {
+        let signer = Signer::new();
+        let v1 = with(
+            user_claims(),
+            json!({"iss": V1_ISSUER, "ver": "1.0", "azp": null,
+                   "appid": "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f"}),
+        );
+        assert!(verify(&signer, &v1).is_ok());
+        let cases = [
+            with(v1.clone(), json!({"azp": BROKER})),
+            with(v1, json!({"azp": BROKER.to_uppercase()})),
+            with(user_claims(), json!({"appid": BROKER})),
+        ];
+        for claims in cases {
+            assert_eq!(
+                verify(&signer, &claims).unwrap_err(),
+                CallerError::BrokerItself,
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_claims_anywhere_in_the_payload_are_malformed() {
+        let signer = Signer::new();
+        let claims = user_claims().to_string();
+        let body = claims.trim_start_matches('{');
+        for payload in [
+            format!(r#"{{"oid":"9e8d7c6b-5a49-4837-a625-1403f2e1d0c9",{body}"#),
+            format!(r#"{{"x":1,"x":2,{body}"#),
+            format!(r#"{{"x":{{"y":{{"a":1,"a":1}}}},{body}"#),
+            format!(r#"{{"x":[{{"oid":1,"oid":1}}],{body}"#),
+        ] {
+            assert_eq!(
+                verify_raw(&signer, header().to_string().as_bytes(), payload.as_bytes())
+                    .unwrap_err(),
+                CallerError::Malformed,
+                "{payload}"
+            );
+        }
+        let header = br#"{"alg":"RS256","kid":"k1","kid":"k1"}"#;
+        assert_eq!(
+            verify_raw(&signer, header, claims.as_bytes()).unwrap_err(),
+            CallerError::Malformed
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_claim_nobody_reads_is_malformed() {
+        let signer = Signer::new();
+        let claims = user_claims().to_string();
+        let body = claims.trim_start_matches('{').as_bytes();
+        let cases: [Vec<u8>; 3] = [
+            [br#"{"note":""#.as_slice(), b"\xff\xfe", br#"","#, body].concat(),
+            [br#"{"note":"\udc00","#.as_slice(), body].concat(),
+            [b"{\"\xc3\":1,".as_slice(), body].concat(),
+        ];
+        for payload in cases {
+            assert_eq!(
+                verify_raw(&signer, header().to_string().as_bytes(), &payload).unwrap_err(),
+                CallerError::Malformed,
+                "{}",
+                String::from_utf8_lossy(&payload)
+            );
+        }
     }
 
     #[test]

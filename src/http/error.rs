@@ -60,7 +60,9 @@ impl ApiError {
                 | B::LaneNotAllowed => StatusCode::FORBIDDEN,
                 B::RevisionMismatch { .. } => StatusCode::CONFLICT,
                 B::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                B::SigningKeysUnavailable | B::PolicyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+                B::SigningKeysUnavailable | B::PolicyUnavailable | B::AllowlistStale { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 B::AllowlistUnavailable(LoadFailure::Misconfigured)
                 | B::CredentialUnavailable(_, LoadFailure::Misconfigured) => {
                     StatusCode::INTERNAL_SERVER_ERROR
@@ -105,6 +107,7 @@ impl ApiError {
                 B::RateLimited { .. } => "rate_limited",
                 B::SigningKeysUnavailable => "signing_keys_unavailable",
                 B::PolicyUnavailable => "policy_unavailable",
+                B::AllowlistStale { .. } => "allowlist_stale",
                 B::AllowlistUnavailable(LoadFailure::Misconfigured) => "allowlist_misconfigured",
                 B::AllowlistUnavailable(LoadFailure::Unreachable) => "key_vault_unavailable",
                 B::CredentialUnavailable(
@@ -173,6 +176,9 @@ impl ApiError {
             "allowlist_misconfigured" => {
                 "The broker could not load its allowlist from Key Vault (access denied, missing or unparseable secret); check BROKER_KEY_VAULT_URL, BROKER_ALLOWLIST_SECRET_NAME and the managed identity's access."
             }
+            "allowlist_stale" => {
+                "The broker could not confirm its allowlist with Key Vault for longer than BROKER_ALLOWLIST_MAX_AGE_SECONDS and refuses app callers until it can; retry later."
+            }
             "client_secret_misconfigured" => {
                 "The broker could not load its client secret from Key Vault; check BROKER_CLIENT_SECRET_NAME and the managed identity's access."
             }
@@ -217,7 +223,10 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Broker(BrokerError::RateLimited { retry_after }) => Some(*retry_after),
+            Self::Broker(
+                BrokerError::RateLimited { retry_after }
+                | BrokerError::AllowlistStale { retry_after },
+            ) => Some(*retry_after),
             Self::Broker(BrokerError::Upstream(err)) => match err.kind {
                 UpstreamErrorKind::Throttled { retry_after } => Some(retry_after),
                 _ => None,
@@ -364,6 +373,13 @@ mod tests {
                 "allowlist_misconfigured",
             ),
             (
+                ApiError::Broker(BrokerError::AllowlistStale {
+                    retry_after: Duration::from_secs(120),
+                }),
+                503,
+                "allowlist_stale",
+            ),
+            (
                 upstream(UpstreamErrorKind::CredentialsRejected),
                 500,
                 "broker_credentials_rejected",
@@ -464,6 +480,16 @@ mod tests {
             err.description(&context),
             "The user or an administrator must consent to the broker's delegated access to https://database.windows.net/.default (AADSTS65001)."
         );
+    }
+
+    #[test]
+    fn a_stale_allowlist_asks_to_retry_after_the_refresh_interval() {
+        let err = ApiError::Broker(BrokerError::AllowlistStale {
+            retry_after: Duration::from_secs(120),
+        });
+        let response = err.into_response(&ErrorContext::default());
+        assert_eq!(response.headers()[header::RETRY_AFTER], "120");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
     }
 
     #[test]

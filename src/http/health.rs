@@ -1,18 +1,26 @@
 //! `GET /api/health`: readiness and why, for operators and probes. Anonymous, so it says nothing about
 //! callers, tokens, secrets, allowlist or policy contents: only what is loaded, how old it is, why a
-//! policy document was refused, and counters.
+//! re-read failed or a policy document was refused, and counters.
+//!
+//! `ready` (200): everything loaded and current. `degraded` (200, still serving): a Key Vault value keeps
+//! failing to re-read, is empty or unparseable, the allowlist is past its maximum age (app callers are
+//! then refused), the policy document is refused or keeps failing to re-read, or the client
+//! certificate expires within 14 days. `not_ready` (503): signing keys, policy, allowlist or the broker's
+//! credential never loaded, or its client certificate expired.
 
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use crate::broker::Broker;
+use crate::broker::allowlist::AllowlistStatus;
 use crate::broker::credential::{CredentialKind, CredentialSource};
+use crate::broker::freshness::{Freshness, ReadProblem};
 use crate::broker::validation::now;
 use crate::http::error::{ApiError, ErrorContext};
 use crate::http::reply::no_store_json;
@@ -27,41 +35,67 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
     let allowlist = broker.allowlist.as_ref().map(|a| a.status());
     let policy = broker.policy.status();
     let credential = CredentialHealth::of(&broker.credential);
-    let allowlist_loaded = allowlist.as_ref().is_none_or(|a| a.loaded);
-    let ready =
-        keys.is_some() && policy.revision.is_some() && allowlist_loaded && credential.usable;
-    let reasons = reasons(
-        keys.is_some(),
-        policy.revision.is_some(),
-        allowlist_loaded,
-        &credential,
+    let secret = broker.credential.freshness();
+    let mut reasons = reasons(
+        [
+            (keys.is_none(), "signing_keys_not_loaded"),
+            (policy.revision.is_none(), "policy_not_loaded"),
+            (
+                allowlist.as_ref().is_some_and(|a| !a.loaded),
+                "allowlist_not_loaded",
+            ),
+            (!credential.loaded, credential.not_loaded_reason()),
+        ],
+        allowlist.as_ref(),
+        &secret,
+        &policy.freshness,
     );
+    reasons.extend(credential.expiry_reason());
+    let ready = credential.usable == credential.loaded
+        && !reasons.iter().any(|reason| reason.ends_with("_not_loaded"));
+    let status = match (ready, reasons.is_empty()) {
+        (false, _) => "not_ready",
+        (true, false) => "degraded",
+        (true, true) => "ready",
+    };
     let mut body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
+        "status": status,
         "reasons": reasons,
         "signing_keys": {
             "loaded": keys.is_some(),
             "count": keys.as_ref().map(|k| k.len()),
             "age_seconds": keys.as_ref().map(|k| k.loaded_at.elapsed().as_secs()),
         },
-        "credential": credential,
+        "credential": with_freshness(json!(credential), &secret),
         "policy_revision": policy.revision,
-        "policy": {
+        "policy": with_freshness(json!({
             "loaded": policy.revision.is_some(),
             "source": policy.origin.as_str(),
             "revision": policy.revision,
-            "age_seconds": policy.age.map(|age| age.as_secs()),
             "grants": policy.grants,
             "last_refusal": policy.last_refusal,
-        },
+        }), &policy.freshness),
         "token_cache_entries": broker.cache.len(),
         "counters": broker.metrics.snapshot(),
     });
+    // Kept for the secret kind, as before the credential section existed.
+    if let (CredentialKind::Secret, Some(fields)) = (broker.credential.kind(), body.as_object_mut())
+    {
+        fields.insert(
+            "client_secret".into(),
+            with_freshness(json!({ "loaded": credential.loaded }), &secret),
+        );
+    }
     // The legacy allowlist only exists without a policy document.
     if let (Some(allowlist), Some(fields)) = (allowlist, body.as_object_mut()) {
+        let section = json!({
+            "loaded": allowlist.loaded,
+            "stale": allowlist.stale,
+            "max_age_seconds": allowlist.max_age.map(|age| age.as_secs()),
+        });
         fields.insert(
             "allowlist".into(),
-            json!({"loaded": allowlist.loaded, "age_seconds": allowlist.age.map(|age| age.as_secs())}),
+            with_freshness(section, &allowlist.freshness),
         );
     }
     let mut response = no_store_json(&body);
@@ -69,6 +103,76 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     }
     response
+}
+
+/// The reasons health is not `ready`: what never loaded, then what is degraded.
+fn reasons(
+    missing: [(bool, &'static str); 4],
+    allowlist: Option<&AllowlistStatus>,
+    secret: &Freshness,
+    policy: &Freshness,
+) -> Vec<&'static str> {
+    let mut reasons: Vec<&'static str> = missing
+        .into_iter()
+        .filter_map(|(missing, reason)| missing.then_some(reason))
+        .collect();
+    if let Some(allowlist) = allowlist {
+        reasons.extend(degraded_reason(
+            &allowlist.freshness,
+            [
+                "allowlist_empty",
+                "allowlist_unparseable",
+                "allowlist_refresh_failing",
+            ],
+        ));
+        if allowlist.stale {
+            reasons.push("allowlist_stale");
+        }
+    }
+    // A policy document that is refused (invalid, or changed without a higher revision) or keeps
+    // failing to re-read; the last good document keeps deciding meanwhile.
+    reasons.extend(degraded_reason(
+        policy,
+        ["policy_refused", "policy_refused", "policy_refresh_failing"],
+    ));
+    reasons.extend(degraded_reason(
+        secret,
+        [
+            "client_secret_empty",
+            "client_secret_unparseable",
+            "client_secret_refresh_failing",
+        ],
+    ));
+    reasons
+}
+
+/// Why a re-read value is degraded, from its source's `[empty, unparseable, refresh failing]` codes.
+fn degraded_reason(freshness: &Freshness, codes: [&'static str; 3]) -> Option<&'static str> {
+    if !freshness.is_degraded() {
+        return None;
+    }
+    let [empty, unparseable, refresh_failing] = codes;
+    Some(match freshness.last_problem()? {
+        ReadProblem::Empty => empty,
+        ReadProblem::Unparseable => unparseable,
+        ReadProblem::Unreachable | ReadProblem::Refused => refresh_failing,
+    })
+}
+
+/// Adds the age of the last successful read, the failed reads since and the last failure's code.
+fn with_freshness(mut section: Value, freshness: &Freshness) -> Value {
+    if let Some(fields) = section.as_object_mut() {
+        fields.insert(
+            "age_seconds".into(),
+            json!(freshness.age().map(|age| age.as_secs())),
+        );
+        fields.insert("failed_reads".into(), json!(freshness.failed_reads()));
+        fields.insert(
+            "last_failure".into(),
+            json!(freshness.last_problem().map(|problem| problem.code())),
+        );
+    }
+    section
 }
 
 /// Within this many days of its `notAfter`, the client certificate is named in `reasons` (still ready).
@@ -103,6 +207,26 @@ fn is_not_identity(age: &Option<Option<u64>>) -> bool {
 }
 
 impl CredentialHealth {
+    fn not_loaded_reason(&self) -> &'static str {
+        match self.kind {
+            "certificate" => "client_certificate_not_loaded",
+            "managed-identity" => "managed_identity_not_loaded",
+            _ => "client_secret_not_loaded",
+        }
+    }
+
+    /// `client_certificate_expired` (not ready), or `client_certificate_expires_soon` within
+    /// `CERTIFICATE_WARNING_DAYS` (degraded, still serving).
+    fn expiry_reason(&self) -> Option<&'static str> {
+        match self.days_left {
+            Some(_) if !self.usable => Some("client_certificate_expired"),
+            Some(days) if days < CERTIFICATE_WARNING_DAYS => {
+                Some("client_certificate_expires_soon")
+            }
+            _ => None,
+        }
+    }
+
     fn of(source: &CredentialSource) -> Self {
         let kind = source.kind();
         let mut health = Self {
@@ -134,36 +258,6 @@ impl CredentialHealth {
         }
         health
     }
-}
-
-/// Why the broker is not ready, and what an operator should know although it is.
-fn reasons(
-    keys_loaded: bool,
-    policy_loaded: bool,
-    allowlist_loaded: bool,
-    credential: &CredentialHealth,
-) -> Vec<String> {
-    let mut reasons = Vec::new();
-    if !keys_loaded {
-        reasons.push("signing keys not loaded".to_owned());
-    }
-    if !policy_loaded {
-        reasons.push("policy not loaded".to_owned());
-    }
-    if !allowlist_loaded {
-        reasons.push("allowlist not loaded".to_owned());
-    }
-    match credential.days_left {
-        _ if !credential.loaded => reasons.push("broker credential not loaded".to_owned()),
-        Some(_) if !credential.usable => reasons.push("client certificate expired".to_owned()),
-        Some(days) if days < CERTIFICATE_WARNING_DAYS => {
-            reasons.push(format!(
-                "warning: client certificate expires in {days} days"
-            ));
-        }
-        _ => {}
-    }
-    reasons
 }
 
 fn rfc3339(unix: i64) -> Option<String> {

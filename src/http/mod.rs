@@ -8,6 +8,7 @@ pub mod health;
 pub mod reply;
 pub mod request;
 pub mod token;
+pub mod whoami;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -40,6 +41,11 @@ pub fn routes(
         .and(with_state(broker.clone()))
         .then(token::handle);
 
+    let whoami = function_route(whoami::ROUTE)
+        .and(request_parts())
+        .and(with_state(broker.clone()))
+        .then(whoami::handle);
+
     let health = function_route(health::ROUTE)
         .and(warp::method())
         .and(with_state(broker))
@@ -49,6 +55,8 @@ pub fn routes(
         .or(get_sp_token)
         .unify()
         .or(token)
+        .unify()
+        .or(whoami)
         .unify()
         .or(health)
         .unify()

@@ -32,33 +32,37 @@ pub fn finish(
     outcome: Result<Grant, ApiError>,
     success: impl FnOnce(&Grant) -> Response,
 ) -> Response {
-    telemetry::audit(record, outcome.as_ref());
-    let metrics = &broker.metrics;
     match outcome {
         Ok(grant) => {
-            Metrics::add(&metrics.issued);
+            telemetry::audit(record, Ok(Some(&grant)));
+            Metrics::add(&broker.metrics.issued);
             success(&grant)
         }
-        Err(err) => {
-            Metrics::add(match &err {
-                ApiError::Broker(crate::broker::error::BrokerError::RateLimited { .. }) => {
-                    &metrics.rate_limited
-                }
-                _ if err.status().is_server_error() => &metrics.failed,
-                _ => &metrics.denied,
-            });
-            let context = ErrorContext {
-                known_aliases: record
-                    .policy
-                    .as_ref()
-                    .map(|p| p.audiences.aliases().collect())
-                    .unwrap_or_default(),
-                resource: record.scope.as_deref(),
-                policy_revision: record.policy.as_ref().map(|p| p.revision),
-            };
-            err.into_response(&context)
-        }
+        Err(err) => refuse(broker, record, err),
     }
+}
+
+/// Audits and counts a refusal and answers it.
+pub fn refuse(broker: &Broker, record: &AuditRecord, err: ApiError) -> Response {
+    telemetry::audit(record, Err(&err));
+    let metrics = &broker.metrics;
+    Metrics::add(match &err {
+        ApiError::Broker(crate::broker::error::BrokerError::RateLimited { .. }) => {
+            &metrics.rate_limited
+        }
+        _ if err.status().is_server_error() => &metrics.failed,
+        _ => &metrics.denied,
+    });
+    let context = ErrorContext {
+        known_aliases: record
+            .policy
+            .as_ref()
+            .map(|p| p.audiences.aliases().collect())
+            .unwrap_or_default(),
+        resource: record.scope.as_deref(),
+        policy_revision: record.policy.as_ref().map(|p| p.revision),
+    };
+    err.into_response(&context)
 }
 
 /// A JSON body with `Cache-Control: no-store`. Serialized into a buffer sized for a token response up

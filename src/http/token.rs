@@ -94,7 +94,7 @@ async fn issue(
     policy.check_revision(request.revision)?;
     let scope = policy.resolve_audience(&request.audience)?;
     record.scope = Some(scope.as_str().to_owned());
-    let lane = broker.choose_lane(&caller, request.lane)?;
+    let lane = Lane::choose(caller.kind, request.lane)?;
     record.lane = Some(lane);
     let ask = Ask {
         lane,

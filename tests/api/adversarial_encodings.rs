@@ -79,7 +79,7 @@ async fn broken_compact_serialisations_are_401_with_their_reason() {
         (
             "non-UTF-8 payload, signature kept",
             format!("{header}.{non_utf8}.{signature}"),
-            "bad_signature",
+            "malformed_token",
         ),
         (
             "header that is a JSON array",
@@ -157,7 +157,7 @@ async fn oversized_nested_and_duplicated_tokens_are_401_without_a_crash() {
         (
             "oid twice",
             key.sign_raw(&published, duplicated.as_bytes()),
-            "bad_signature",
+            "malformed_token",
         ),
     ];
 

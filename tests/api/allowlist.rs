@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::assertions::{assert_error, assert_issued, status_and_code};
+use crate::helpers::assertions::{assert_error, assert_issued, json_body, status_and_code};
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{ALLOWLIST_SECRET, MSI_OID, OTHER_MSI_OID, sql_request};
@@ -119,4 +119,81 @@ async fn key_vault_requests(emulator: &TestEmulator) -> u64 {
     emulator.stats().await["key_vault_requests"]
         .as_u64()
         .expect("key_vault_requests")
+}
+
+#[tokio::test]
+async fn empty_allowlist_secret_keeps_the_last_good_list_warns_naming_the_secret_and_shows_in_health()
+ {
+    // Arrange
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn(&emulator).await;
+    let caller = emulator.msi_token().await;
+
+    // Act: the value is lost to whitespace.
+    emulator.set_secret(ALLOWLIST_SECRET, " \n ").await;
+    let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+    let health = loop {
+        let health = json_body(broker.health().await).await;
+        if health["allowlist"]["last_failure"] == "empty" || tokio::time::Instant::now() >= deadline
+        {
+            break health;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Assert
+    assert_eq!(health["status"], "degraded", "health: {health}");
+    assert_eq!(
+        health["reasons"],
+        json!(["allowlist_empty"]),
+        "health: {health}"
+    );
+    let warning = broker
+        .stdout_lines()
+        .into_iter()
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .find(|line| {
+            line["level"] == "WARN"
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("empty"))
+        })
+        .expect("a warning about the empty allowlist secret");
+    assert_eq!(warning["secret"], ALLOWLIST_SECRET, "warning: {warning}");
+    let body = assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+    assert_eq!(body["caller"]["oid"], MSI_OID);
+}
+
+#[tokio::test]
+async fn empty_allowlist_secret_from_the_start_is_500_allowlist_misconfigured() {
+    let emulator = TestEmulator::start().await;
+    emulator.set_secret(ALLOWLIST_SECRET, "").await;
+    let broker = TestBroker::spawn(&emulator).await;
+    let caller = emulator.msi_token().await;
+
+    let response = broker.get_sp_token(&caller, sql_request()).await;
+
+    assert_error(response, 500, "allowlist_misconfigured").await;
+    let health = broker.health().await;
+    assert_eq!(health.status(), 503);
+    let health = json_body(health).await;
+    assert_eq!(
+        health["reasons"],
+        json!(["allowlist_not_loaded", "allowlist_empty"]),
+        "health: {health}"
+    );
+}
+
+#[tokio::test]
+async fn empty_json_array_admits_no_app_caller_on_purpose_and_health_stays_ready() {
+    let emulator = TestEmulator::start().await;
+    emulator.set_secret(ALLOWLIST_SECRET, "[]").await;
+    let broker = TestBroker::spawn(&emulator).await;
+    let caller = emulator.msi_token().await;
+
+    let response = broker.get_sp_token(&caller, sql_request()).await;
+
+    assert_error(response, 403, "caller_not_allowed").await;
+    let health = json_body(broker.health().await).await;
+    assert_eq!(health["status"], "ready", "health: {health}");
 }

@@ -258,28 +258,32 @@ async fn expired_certificate_is_never_sent_and_is_500_broker_credentials_rejecte
         "certificate_expired"
     );
     let body = health(&broker).await;
-    assert_eq!(body["status"], "not_ready", "health: {body}");
+    assert_eq!(
+        (&body["status"], &body["reasons"]),
+        (&json!("not_ready"), &json!(["client_certificate_expired"])),
+        "health: {body}"
+    );
     assert!(body["credential"]["days_left"].as_i64().unwrap_or(0) < 0);
 }
 
 #[tokio::test]
-async fn certificate_expiring_within_14_days_is_a_warning_reason_while_ready() {
+async fn certificate_expiring_within_14_days_is_a_degraded_reason_while_serving() {
     let emulator = TestEmulator::start().await;
     emulator
         .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET, "valid_days": 5}))
         .await;
     let broker = certificate_broker(&emulator, &[]).await;
 
-    let body = health(&broker).await;
+    let response = broker.health().await;
 
-    assert_eq!(body["status"], "ready", "health: {body}");
-    let reasons = body["reasons"].as_array().cloned().unwrap_or_default();
-    assert!(
-        reasons.iter().any(|r| r
-            .as_str()
-            .is_some_and(|r| r.starts_with("warning: client certificate expires in"))),
+    assert_eq!(response.status(), 200);
+    let body = json_body(response).await;
+    assert_eq!(
+        (&body["status"], &body["reasons"]),
+        (&json!("degraded"), &json!(["client_certificate_expires_soon"])),
         "health: {body}"
     );
+    assert_eq!(body["credential"]["days_left"], 4, "health: {body}");
 }
 
 #[tokio::test]

@@ -51,6 +51,7 @@ fn functions_are_anonymous_http_in_http_out_with_the_methods_the_broker_serves()
         ("GetSPToken", "GetSPToken", vec!["post"]),
         ("Health", "health", vec!["get"]),
         ("Token", "token", vec!["post"]),
+        ("WhoAmI", "whoami", vec!["get"]),
     ];
 
     let actual: Vec<(&str, &str, Vec<&str>)> = app

@@ -228,7 +228,8 @@ async fn a_changed_document_with_the_same_revision_is_refused_and_the_old_one_ke
         .unwrap_or_default();
     assert!(refusal.contains("not higher"), "{health}");
     assert_eq!(health["policy"]["revision"], 7, "{health}");
-    assert_eq!(health["status"], "ready", "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["reasons"], json!(["policy_refused"]), "{health}");
     let storage = json!({"targetScope": STORAGE_SCOPE});
     assert_error(
         broker.get_sp_token(&sales, storage).await,

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::assertions::{assert_error, assert_issued};
+use crate::helpers::assertions::{assert_error, assert_issued, header, json_body};
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{ALLOWLIST_SECRET, MSI_OID, OTHER_MSI_OID, sql_request};
@@ -65,4 +65,110 @@ async fn identity_removed_after_a_signing_key_rollover_is_refused_within_the_ref
     );
     let still_allowed = emulator.msi_token().await;
     assert_issued(broker.get_sp_token(&still_allowed, sql_request()).await).await;
+}
+
+/// Polls the health route until `done` holds for its body, or fails after `WAIT`.
+async fn health_until(
+    broker: &TestBroker,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> (u16, Value) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let response = broker.health().await;
+        let status = response.status().as_u16();
+        let body = json_body(response).await;
+        if done(&body) {
+            return (status, body);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health never showed {what} within {WAIT:?}: {body}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn has_reason(body: &Value, reason: &str) -> bool {
+    body["reasons"]
+        .as_array()
+        .is_some_and(|reasons| reasons.iter().any(|r| r == reason))
+}
+
+#[tokio::test]
+async fn allowlist_reads_that_keep_failing_make_health_degraded_with_the_reason_and_age() {
+    // Arrange: loaded once, then Key Vault answers 500.
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn(&emulator).await;
+    emulator.inject_fault("key_vault", "500", json!({})).await;
+
+    // Act
+    let (status, body) =
+        health_until(&broker, "degraded", |body| body["status"] == "degraded").await;
+
+    // Assert: still serving (200), with the reason, the age of the last good list and the failures.
+    assert_eq!(status, 200, "body: {body}");
+    assert!(
+        has_reason(&body, "allowlist_refresh_failing"),
+        "body: {body}"
+    );
+    assert!(
+        body["allowlist"]["failed_reads"].as_u64() >= Some(3),
+        "body: {body}"
+    );
+    assert_eq!(
+        body["allowlist"]["last_failure"], "key_vault_unreachable",
+        "body: {body}"
+    );
+    assert!(body["allowlist"]["age_seconds"].is_u64(), "body: {body}");
+    assert_eq!(body["allowlist"]["stale"], false, "body: {body}");
+    let caller = emulator.msi_token().await;
+    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+}
+
+#[tokio::test]
+async fn allowlist_past_its_max_age_fails_closed_with_503_allowlist_stale() {
+    // Arrange: a list that may go 2 s unconfirmed; Key Vault goes down after the first load.
+    let emulator = TestEmulator::start().await;
+    let broker =
+        TestBroker::spawn_with(&emulator, &[("BROKER_ALLOWLIST_MAX_AGE_SECONDS", "2")]).await;
+    let caller = emulator.msi_token().await;
+    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+    emulator.inject_fault("key_vault", "down", json!({})).await;
+
+    // Act
+    let (_, body) = health_until(&broker, "a stale allowlist", |body| {
+        body["allowlist"]["stale"] == true
+    })
+    .await;
+    let response = broker.get_sp_token(&caller, sql_request()).await;
+
+    // Assert
+    assert!(has_reason(&body, "allowlist_stale"), "body: {body}");
+    assert_eq!(header(&response, "retry-after").as_deref(), Some("1"));
+    assert_error(response, 503, "allowlist_stale").await;
+    assert_eq!(
+        emulator.stats().await["token_requests"]["client_credentials"],
+        1,
+        "a stale list must not reach the token endpoint"
+    );
+}
+
+#[tokio::test]
+async fn a_user_on_the_obo_lane_is_still_served_while_the_allowlist_is_stale() {
+    let emulator = TestEmulator::start().await;
+    let broker =
+        TestBroker::spawn_with(&emulator, &[("BROKER_ALLOWLIST_MAX_AGE_SECONDS", "2")]).await;
+    emulator.inject_fault("key_vault", "down", json!({})).await;
+    health_until(&broker, "a stale allowlist", |body| {
+        body["allowlist"]["stale"] == true
+    })
+    .await;
+    let user = emulator.user_token().await;
+
+    let response = broker
+        .token(&user, json!({"audience": "sql", "lane": "user"}))
+        .await;
+
+    assert_issued(response).await;
 }

@@ -1,7 +1,8 @@
 //! `POST /_emulator/tokens`: caller tokens for tests, signed by the current, previous or an unpublished
 //! key. Users get the v2 shape by default, MSI callers v1; `claims` and `header` override or (with null)
-//! remove any claim or header field afterwards; `raw_claims` signs a payload string verbatim. `groups`
-//! lists group ids; more than Entra's 200 (or `group_overage`) gives the overage claims instead.
+//! remove any claim or header field afterwards; `raw_claims` signs a payload string verbatim and
+//! `raw_claims_base64url` any payload bytes. `groups` lists group ids; more than Entra's 200 (or
+//! `group_overage`) gives the overage claims instead.
 
 use crate::identities::{
     BROKER_CLIENT_ID, MSI_CALLER_APP_ID, MSI_CALLER_OID, MSI_CALLER_RESOURCE_ID, TENANT_ID,
@@ -49,6 +50,8 @@ pub struct MintRequest {
     claims: Option<Map<String, Value>>,
     /// A payload signed verbatim instead of the generated claims.
     raw_claims: Option<String>,
+    /// The same as raw bytes in base64url, for payloads that are not UTF-8.
+    raw_claims_base64url: Option<String>,
     header: Option<Map<String, Value>>,
 }
 
@@ -66,6 +69,12 @@ pub async fn mint(state: &State, request: MintRequest) -> Result<String, String>
     apply_overrides(&mut header, request.header.as_ref());
     if let Some(raw) = &request.raw_claims {
         return jwt::encode_raw(&header, raw.as_bytes(), &key).map_err(|error| error.to_string());
+    }
+    if let Some(encoded) = &request.raw_claims_base64url {
+        let raw = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|_| "raw_claims_base64url must be unpadded base64url".to_owned())?;
+        return jwt::encode_raw(&header, &raw, &key).map_err(|error| error.to_string());
     }
     let mut claims = claims(state, &request, kind, version);
     apply_overrides(&mut claims, request.claims.as_ref());

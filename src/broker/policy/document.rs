@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
+use std::path::Path;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -84,6 +86,16 @@ pub struct UserSelector {
 #[serde(deny_unknown_fields)]
 struct AppRoleSelector {
     app_role: String,
+}
+
+/// Reads a document file, at most one byte past the cap (so an oversized file is refused by `parse`
+/// without being read whole). Blocking: call it off the async workers.
+pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_DOCUMENT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Parses a document's bytes; the first structural error stops parsing (the meaning checks in

@@ -88,7 +88,7 @@ mod tests {
             .into(),
         );
         built_in(LegacySettings {
-            allowlist: Arc::new(Allowlist::new(fixed, false)),
+            allowlist: Arc::new(Allowlist::new(fixed, None)),
             user_access,
             allowed_scopes: &scopes,
             audiences: &audiences,

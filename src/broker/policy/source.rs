@@ -4,11 +4,11 @@
 //! every request is refused (fail closed). Swapped whole, so a request decides through one policy.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
 use crate::broker::error::{BrokerError, LoadFailure};
+use crate::broker::freshness::{Freshness, ReadProblem};
 use crate::broker::policy::Policy;
 use crate::broker::policy::compile;
 use crate::broker::policy::document::RawDocument;
@@ -38,8 +38,9 @@ struct State {
     policy: Option<Arc<Policy>>,
     /// The document `policy` was compiled from (None for the legacy settings).
     document: Option<RawDocument>,
-    /// When the source last confirmed the policy in force (read it unchanged, or a newer one).
-    confirmed_at: Option<Instant>,
+    /// When the source last confirmed the policy in force (read it unchanged, or a newer one), and the
+    /// failed or refused reads since.
+    freshness: Freshness,
     /// Why the source's current content is not in force, until a read puts it in force.
     refusal: Option<String>,
 }
@@ -54,7 +55,8 @@ pub struct PolicyStatus {
     pub origin: PolicyOrigin,
     pub revision: Option<u64>,
     pub grants: Option<usize>,
-    pub age: Option<Duration>,
+    /// A refused document counts as `Unparseable` (an operator must fix it).
+    pub freshness: Freshness,
     pub last_refusal: Option<String>,
 }
 
@@ -75,14 +77,10 @@ impl PolicySource {
             state: ArcSwap::from_pointee(State {
                 policy: policy.map(Arc::new),
                 document: None,
-                confirmed_at: None,
+                freshness: Freshness::default(),
                 refusal: None,
             }),
         }
-    }
-
-    pub fn origin(&self) -> PolicyOrigin {
-        self.origin
     }
 
     /// The policy in force. One atomic load and a reference count: this is on every request.
@@ -115,7 +113,7 @@ impl PolicySource {
                     reason,
                     "policy read failed; keeping the last good policy"
                 );
-                self.refused(&current, reason.to_owned())
+                self.refused(&current, failure.into(), reason.to_owned())
             }
             Ok(bytes) => match compile::from_bytes(&bytes) {
                 Err(errors) => {
@@ -132,7 +130,7 @@ impl PolicySource {
                         source = self.origin.as_str(),
                         "policy document is invalid; keeping the last good policy"
                     );
-                    self.refused(&current, reason)
+                    self.refused(&current, ReadProblem::Unparseable, reason)
                 }
                 Ok((document, policy)) => self.decide(&current, document, policy),
             },
@@ -147,7 +145,7 @@ impl PolicySource {
             return State {
                 policy: current.policy.clone(),
                 document: current.document.clone(),
-                confirmed_at: Some(Instant::now()),
+                freshness: current.freshness.succeeded(),
                 refusal: None,
             };
         }
@@ -162,7 +160,7 @@ impl PolicySource {
                 loaded,
                 "policy document refused; keeping the last good policy"
             );
-            return self.refused(current, reason);
+            return self.refused(current, ReadProblem::Unparseable, reason);
         }
         tracing::info!(
             source = self.origin.as_str(),
@@ -173,16 +171,16 @@ impl PolicySource {
         State {
             policy: Some(Arc::new(policy)),
             document: Some(document),
-            confirmed_at: Some(Instant::now()),
+            freshness: current.freshness.succeeded(),
             refusal: None,
         }
     }
 
-    fn refused(&self, current: &State, reason: String) -> State {
+    fn refused(&self, current: &State, problem: ReadProblem, reason: String) -> State {
         State {
             policy: current.policy.clone(),
             document: current.document.clone(),
-            confirmed_at: current.confirmed_at,
+            freshness: current.freshness.failed(problem),
             refusal: Some(reason),
         }
     }
@@ -193,7 +191,7 @@ impl PolicySource {
             origin: self.origin,
             revision: state.policy.as_ref().map(|p| p.revision),
             grants: state.policy.as_ref().map(|p| p.grants.len()),
-            age: state.confirmed_at.map(|at| at.elapsed()),
+            freshness: state.freshness,
             last_refusal: state.refusal.clone(),
         }
     }
@@ -249,10 +247,12 @@ mod tests {
             assert_eq!(allowed_scope(&source), SQL);
             let refusal = source.status().last_refusal.unwrap();
             assert!(refusal.contains("is not higher"), "{refusal}");
+            assert!(source.status().freshness.is_degraded());
         }
         // Reading the loaded document again puts it back in force and clears the refusal.
         source.apply(Ok(document(2, SQL)));
         assert_eq!(source.status().last_refusal, None);
+        assert!(!source.status().freshness.is_degraded());
     }
 
     #[test]

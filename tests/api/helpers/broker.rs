@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::function_app::FunctionApp;
 use crate::helpers::host::{BrokerProcess, FrontEnd};
 use crate::helpers::ids::sql_request;
+use crate::helpers::openapi;
 
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
@@ -75,7 +76,8 @@ impl TestBroker {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        request.send().await.expect("POST through the host")
+        let response = request.send().await.expect("POST through the host");
+        conforming("POST", path, response).await
     }
 
     /// A GetSPToken call for Azure SQL with exactly these `Authorization` values, as raw bytes so that
@@ -89,15 +91,30 @@ impl TestBroker {
             let value = HeaderValue::from_bytes(value).expect("a sendable header value");
             request = request.header(AUTHORIZATION, value);
         }
-        request.send().await.expect("POST /api/GetSPToken")
+        let response = request.send().await.expect("POST /api/GetSPToken");
+        conforming("POST", "/api/GetSPToken", response).await
+    }
+
+    /// `GET /api/whoami` with `bearer`, or with no `Authorization` at all.
+    pub async fn whoami(&self, bearer: Option<&str>) -> reqwest::Response {
+        self.get("/api/whoami", bearer).await
     }
 
     pub async fn health(&self) -> reqwest::Response {
-        self.client
-            .get(format!("{}/api/health", self.url()))
+        self.get("/api/health", None).await
+    }
+
+    /// A GET through the host, with the caller token when there is one.
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{}{path}", self.url()));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request
             .send()
             .await
-            .expect("GET /api/health")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        conforming("GET", path, response).await
     }
 
     pub fn stdout_lines(&self) -> Vec<String> {
@@ -137,14 +154,34 @@ impl TestBroker {
     }
 
     async fn post_json(&self, path: &str, bearer: &str, body: &Value) -> reqwest::Response {
-        self.client
+        let response = self
+            .client
             .post(format!("{}{path}", self.url()))
             .bearer_auth(bearer)
             .json(body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        conforming("POST", path, response).await
     }
+}
+
+/// The same response, once its JSON body has been checked against docs/openapi.yaml.
+async fn conforming(method: &str, path: &str, response: reqwest::Response) -> reqwest::Response {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("read the response body");
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if json {
+        openapi::assert_conforms(method, path, status.as_u16(), &body);
+    }
+    let mut rebuilt = warp::http::Response::new(body);
+    *rebuilt.status_mut() = status;
+    *rebuilt.headers_mut() = headers;
+    reqwest::Response::from(rebuilt)
 }
 
 /// The emulator's broker settings with `overrides` replacing or adding entries.

@@ -8,6 +8,7 @@ pub mod function_app;
 pub mod host;
 pub mod ids;
 pub mod logs;
+pub mod openapi;
 pub mod policy;
 pub mod schemas;
 pub mod stubs;
