@@ -280,7 +280,10 @@ async fn certificate_expiring_within_14_days_is_a_degraded_reason_while_serving(
     let body = json_body(response).await;
     assert_eq!(
         (&body["status"], &body["reasons"]),
-        (&json!("degraded"), &json!(["client_certificate_expires_soon"])),
+        (
+            &json!("degraded"),
+            &json!(["client_certificate_expires_soon"])
+        ),
         "health: {body}"
     );
     assert_eq!(body["credential"]["days_left"], 4, "health: {body}");
