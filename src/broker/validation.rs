@@ -423,6 +423,56 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn groups_are_read_and_overage_is_recognised() {
+        let signer = Signer::new();
+        let group = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a";
+        let listed = with(
+            user_claims(),
+            json!({"groups": [group, "Finance Analysts"]}),
+        );
+        let caller = verify(&signer, &listed).unwrap();
+        assert_eq!(caller.groups, [group.parse::<Guid>().unwrap()]);
+        assert!(!caller.group_overage);
+        assert_eq!(
+            caller.app_id.as_deref(),
+            Some("7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f")
+        );
+        let overage = with(
+            user_claims(),
+            json!({"_claim_names": {"groups": "src1"},
+                   "_claim_sources": {"src1": {"endpoint": "https://graph.windows.net/t/users/u/getMemberObjects"}}}),
+        );
+        let caller = verify(&signer, &overage).unwrap();
+        assert!(caller.group_overage && caller.groups.is_empty());
+    }
+
+    #[test]
+    fn an_unverified_read_describes_the_same_caller_for_the_offline_checker() {
+        let signer = Signer::new();
+        let token = signer.sign(
+            &header(),
+            &with(user_claims(), json!({"roles": ["Broker.User"]})),
+        );
+        let caller = unverified_caller(&token).unwrap();
+        assert_eq!(
+            caller,
+            verify(
+                &signer,
+                &with(user_claims(), json!({"roles": ["Broker.User"]}))
+            )
+            .map(|c| Caller {
+                kid: String::new(),
+                ..c
+            })
+            .unwrap()
+        );
+        assert_eq!(
+            unverified_caller("not.a-token"),
+            Err(CallerError::Malformed)
+        );
+    }
+
+    #[test]
     fn v1_app_token_yields_an_msi_caller_with_its_resource_id() {
         let signer = Signer::new();
         let claims = with(

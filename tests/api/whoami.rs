@@ -132,3 +132,18 @@ async fn whoami_spends_the_callers_request_budget() {
     // Assert
     crate::helpers::assertions::assert_error(second, 429, "rate_limited").await;
 }
+
+#[tokio::test]
+async fn more_groups_than_a_token_holds_arrive_as_overage() {
+    let emulator = TestEmulator::start().await;
+    let broker = broker_with_policy(&emulator, &example_document(7)).await;
+    let groups: Vec<String> = (0..201).map(|_| crate::helpers::ids::new_guid()).collect();
+    let token = emulator.mint(json!({"groups": groups})).await;
+
+    let body = json_body(broker.whoami(Some(&token)).await).await;
+
+    assert_eq!(body["group_overage"], true, "{body}");
+    let claims = crate::helpers::assertions::decode_claims(&token);
+    assert!(claims.get("groups").is_none(), "{claims}");
+    assert_eq!(claims["_claim_names"]["groups"], "src1", "{claims}");
+}
