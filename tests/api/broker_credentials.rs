@@ -446,3 +446,43 @@ async fn no_log_line_reveals_an_assertion_a_private_key_or_an_identity_token() {
         assert_no_line_reveals(&broker.all_lines(), secrets.iter().copied());
     }
 }
+
+#[tokio::test]
+async fn failed_identity_refresh_keeps_serving_the_still_valid_identity_token() {
+    // Arrange: tokens of 240 s, so the held identity token is always due for its refresh ahead
+    // (5 minutes before expiry) but still presentable (more than 60 s left).
+    let emulator = TestEmulator::start().await;
+    emulator.add_federated_credential().await;
+    emulator.set_token_lifetime(240).await;
+    let mut settings = secretless(
+        &emulator,
+        &[
+            ("BROKER_CREDENTIAL", "managed-identity"),
+            (
+                "BROKER_MANAGED_IDENTITY_CLIENT_ID",
+                BROKER_IDENTITY_CLIENT_ID,
+            ),
+            ("BROKER_TOKEN_MARGIN_SECONDS", "30"),
+        ],
+    );
+    settings.retain(|(name, _)| name != "BROKER_ALLOWLIST_REFRESH_SECONDS");
+    let broker = TestBroker::spawn_with_settings(settings).await;
+    let caller = emulator.msi_token().await;
+    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+
+    // Act: the identity endpoint goes down; a cold key needs the identity token again.
+    emulator
+        .inject_fault("identity", "down", json!({"count": 1000}))
+        .await;
+    let response = broker
+        .get_sp_token(
+            &caller,
+            json!({"targetScope": "https://storage.azure.com/.default"}),
+        )
+        .await;
+
+    // Assert
+    assert_issued(response).await;
+    let stats = emulator.stats().await;
+    assert_eq!(stats["client_assertions"]["federated"], 2, "stats: {stats}");
+}
