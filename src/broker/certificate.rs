@@ -298,6 +298,16 @@ mod tests {
     }
 
     #[test]
+    fn an_rsa_key_under_2048_bits_is_refused_naming_its_size() {
+        // A 1024-bit key and certificate (made with openssl; no crate here generates one that small).
+        let pem = include_str!("../../tests/fixtures/rsa1024-client-certificate.pem");
+        assert!(matches!(
+            ClientCertificate::from_pem(pem.as_bytes()),
+            Err(CertificateError::KeyTooSmall { bits: 1024 })
+        ));
+    }
+
+    #[test]
     fn an_expired_certificate_signs_nothing() {
         let (cert, key) = generated(&rcgen::PKCS_RSA_SHA256);
         let certificate = ClientCertificate::from_pem(format!("{key}{cert}").as_bytes()).unwrap();
