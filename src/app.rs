@@ -26,6 +26,7 @@ use crate::broker::upstream::Upstream;
 use crate::broker::validation::CallerValidator;
 use crate::broker::{Broker, BrokerParts};
 use crate::certificate_loader::{FileCertificate, VaultCertificate};
+use crate::http::server::{self, ServerLimits};
 use crate::refresh::{self, VaultSources};
 use crate::settings::{
     CertificateSource, ClientSecretSource, CredentialSettings, PolicyDocumentSource, Settings,
@@ -54,6 +55,7 @@ pub enum StartupError {
 pub struct App {
     listener: TcpListener,
     broker: Arc<Broker>,
+    limits: ServerLimits,
 }
 
 impl App {
@@ -152,7 +154,15 @@ impl App {
                 port: settings.port,
                 source,
             })?;
-        Ok(Self { listener, broker })
+        let limits = ServerLimits {
+            header_read_timeout: settings.header_read_timeout,
+            max_connections: settings.max_connections,
+        };
+        Ok(Self {
+            listener,
+            broker,
+            limits,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -163,11 +173,7 @@ impl App {
         if let Ok(addr) = self.local_addr() {
             tracing::info!(addr = %addr, "listening");
         }
-        warp::serve(crate::http::routes(self.broker))
-            .incoming(self.listener)
-            .graceful(shutdown)
-            .run()
-            .await;
+        server::serve(self.listener, self.broker, self.limits, shutdown).await;
     }
 }
 

@@ -13,6 +13,7 @@
 //!   the audit line's JSON writer.
 //! - `secret`: the redacting type for secrets and tokens.
 //! - `cli`: the offline policy commands (`token-broker policy check|explain`).
+//! - `fuzzing` (feature `fuzzing`): entry points for the coverage-guided fuzz targets in `fuzz/`.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -33,6 +34,8 @@ pub mod azure;
 pub mod broker;
 pub mod certificate_loader;
 pub mod cli;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod http;
 pub mod json_line;
 pub mod log_writer;

@@ -113,6 +113,10 @@ pub struct Settings {
     pub allowlist_refresh: Duration,
     /// How long the last good Key Vault allowlist may serve without a successful re-read.
     pub allowlist_max_age: Duration,
+    /// How long a connection may take to send a complete request header (and may sit idle).
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; at the limit the stalest idle one makes room.
+    pub max_connections: usize,
     pub allowed_scopes: BTreeSet<TargetScope>,
     pub audiences: AudienceMap,
     pub policy_revision: u64,
@@ -168,6 +172,8 @@ impl Settings {
             static_allowlist: vars.guid_list("BROKER_ALLOWED_MSI_OIDS")?,
             allowlist_max_age: allowlist_max_age(&vars, allowlist_refresh)?,
             allowlist_refresh,
+            header_read_timeout: vars.seconds("BROKER_HEADER_READ_TIMEOUT_SECONDS", 30, 1)?,
+            max_connections: max_connections(&vars)?,
             allowed_scopes: allowed_scopes(&vars)?,
             audiences: audiences(&vars)?,
             policy_revision: vars.parsed(
@@ -217,6 +223,21 @@ fn allowlist_max_age(
         });
     }
     Ok(max_age)
+}
+
+/// 1,024 by default: the host's own pool to the handler stays far below that, and it leaves room in the
+/// 4,096 descriptors a Linux process commonly may hold. At least 16, so the host is never starved.
+fn max_connections(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<usize, SettingsError> {
+    const NAME: &str = "BROKER_MAX_CONNECTIONS";
+    const REASON: &str = "expected a whole number of connections, from 16 to 100000";
+    let count: usize = vars.parsed(NAME, 1024, REASON)?;
+    if !(16..=100_000).contains(&count) {
+        return Err(SettingsError::Invalid {
+            name: NAME,
+            reason: REASON,
+        });
+    }
+    Ok(count)
 }
 
 fn authority_host(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Url, SettingsError> {

@@ -86,7 +86,8 @@ impl Emulator {
         Ok(tokens)
     }
 
-    async fn mint(&self, body: Value) -> anyhow::Result<String> {
+    /// A caller token from `POST /_emulator/tokens` with `body` as the request.
+    pub async fn mint(&self, body: Value) -> anyhow::Result<String> {
         let reply = self.post("tokens", &body).await?;
         reply["access_token"]
             .as_str()
@@ -97,6 +98,18 @@ impl Emulator {
     /// `POST /_emulator/faults` with `fault` as the body.
     pub async fn inject_fault(&self, fault: Value) -> anyhow::Result<()> {
         self.post("faults", &fault).await.map(drop)
+    }
+
+    /// `POST /_emulator/keys/rotate`: a new current key; the previous one stays published unless retired.
+    pub async fn rotate_keys(&self, retire_previous: bool) -> anyhow::Result<()> {
+        let body = json!({ "retire_previous": retire_previous });
+        self.post("keys/rotate", &body).await.map(drop)
+    }
+
+    /// The authority host (with a trailing slash), the tenant id, and the CA file its TLS chains to.
+    pub fn authority(&self) -> (&str, &str, &str) {
+        let ready = &self.ready;
+        (&ready.authority, &ready.tenant_id, &ready.ca_file)
     }
 
     /// How many client-credentials requests the token endpoint has answered so far.

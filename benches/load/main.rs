@@ -5,8 +5,11 @@
 //! Run with `TOKEN_BROKER_BENCH_DIAGNOSE=1` for extra rows that help find where the time goes.
 
 mod bare;
+mod broker;
+#[allow(dead_code)] // shared with the soak bench, which uses more of it
 mod emulator;
 mod load;
+#[allow(dead_code)]
 mod process;
 mod report;
 mod scenarios;
@@ -15,11 +18,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::broker::BrokerProcess;
 use crate::emulator::Emulator;
 use crate::load::{LoadResult, LoadSpec};
 use crate::process::Process;
 use crate::report::Report;
-use crate::scenarios::BrokerProcess;
 
 /// Distinct caller tokens minted for the throughput runs.
 const CALLERS: usize = 500;

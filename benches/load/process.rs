@@ -1,5 +1,5 @@
 //! Child processes for the bench: spawned with `kill_on_drop`, stdout drained by a reader thread that
-//! counts lines and hands over the first line announcing readiness; peak memory from /proc.
+//! counts lines and hands over the first line announcing readiness; CPU time and memory from /proc.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -104,14 +104,24 @@ impl Process {
 
     /// Peak resident set size (VmHWM) in KiB.
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// Current resident set size (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `kB` field of `/proc/<pid>/status`.
+    fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
         let pid = self.child.id().context("child already reaped")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .with_context(|| format!("read /proc/{pid}/status"))?;
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("VmHWM missing from /proc status")
+            .with_context(|| format!("{field} missing from /proc status"))
     }
 }
 

@@ -12,8 +12,9 @@ use arc_swap::ArcSwap;
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use azure_core::error::ErrorKind;
 use azure_core::http::headers::WWW_AUTHENTICATE;
-use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport};
+use azure_core::http::{ClientOptions, Response, RetryOptions, StatusCode, Transport};
 use azure_identity::UserAssignedId;
+use azure_security_keyvault_secrets::models::Secret as KeyVaultSecret;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use crate::azure::managed_identity::ManagedIdentity;
@@ -97,16 +98,7 @@ impl VaultReader {
             }
             other => other,
         };
-        let (value, content_type) = result.map_err(|err| classify(name, &err))?;
-        value
-            .map(|value| VaultSecret {
-                value: Secret::new(value),
-                content_type,
-            })
-            .ok_or_else(|| {
-                tracing::warn!(secret = name, "Key Vault secret has no value");
-                LoadFailure::Misconfigured
-            })
+        value_of(name, result)
     }
 
     /// How many times the identity's tokens were dropped after a refusal.
@@ -114,11 +106,9 @@ impl VaultReader {
         self.identity.renewals()
     }
 
-    /// The value and the content type.
-    async fn read_once(&self, name: &str) -> azure_core::Result<(Option<String>, Option<String>)> {
+    async fn read_once(&self, name: &str) -> azure_core::Result<ValueAndType> {
         let client = self.client.load_full();
-        let secret = client.get_secret(name, None).await?.into_model()?;
-        Ok((secret.value, secret.content_type))
+        secret_value(client.get_secret(name, None).await)
     }
 
     /// Drops the identity's cached token and the client's, so the next read asks the identity endpoint.
@@ -138,7 +128,7 @@ impl VaultReader {
 /// that carries a Bearer challenge or one of Key Vault's token-validation errors (the `AKV10xxx` family,
 /// e.g. AKV10046 "unable to resolve the key used for signature validation"). An RBAC, policy or firewall
 /// 403 is not: a fresh token would be refused the same way.
-fn is_token_refused(err: &azure_core::Error) -> bool {
+pub(crate) fn is_token_refused(err: &azure_core::Error) -> bool {
     let ErrorKind::HttpResponse {
         status,
         raw_response,
@@ -168,6 +158,34 @@ fn is_token_validation_error(body: &[u8]) -> bool {
         .and_then(|body| body.pointer("/error/message"))
         .and_then(serde_json::Value::as_str)
         .is_some_and(|message| message.starts_with("AKV10"))
+}
+
+/// The `value` in Key Vault's answer to a secret read.
+/// A secret's value and content type, each as Key Vault gave it.
+pub(crate) type ValueAndType = (Option<String>, Option<String>);
+
+pub(crate) fn secret_value(
+    answer: azure_core::Result<Response<KeyVaultSecret>>,
+) -> azure_core::Result<ValueAndType> {
+    let secret = answer?.into_model()?;
+    Ok((secret.value, secret.content_type))
+}
+
+/// A read's outcome for the broker: the value, or why there is none.
+pub(crate) fn value_of(
+    name: &str,
+    read: azure_core::Result<ValueAndType>,
+) -> Result<VaultSecret, LoadFailure> {
+    let (value, content_type) = read.map_err(|err| classify(name, &err))?;
+    value
+        .map(|value| VaultSecret {
+            value: Secret::new(value),
+            content_type,
+        })
+        .ok_or_else(|| {
+            tracing::warn!(secret = name, "Key Vault secret has no value");
+            LoadFailure::Misconfigured
+        })
 }
 
 fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {

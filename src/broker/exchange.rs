@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use serde::Deserialize;
 use url::Url;
 
@@ -112,12 +113,7 @@ impl TokenEndpoint {
             .post_form(&self.url, form, &correlation_id)
             .await
         {
-            Ok(response) if response.status.is_success() => parse_success(&response.body),
-            Ok(response) => Err(entra_error::classify(
-                response.status,
-                response.retry_after,
-                &response.body,
-            )),
+            Ok(response) => read_answer(response.status, response.retry_after, &response.body),
             Err(UpstreamCallError::Body) => {
                 Err(UpstreamError::new(UpstreamErrorKind::InvalidResponse))
             }
@@ -168,6 +164,19 @@ struct TokenResponse {
 enum ExpiresIn {
     Number(u64),
     Text(String),
+}
+
+/// The token endpoint's answer: the token and its lifetime on a 2xx, else Entra's error, classified.
+pub(crate) fn read_answer(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<(SecretJson, u64), UpstreamError> {
+    if status.is_success() {
+        parse_success(body)
+    } else {
+        Err(entra_error::classify(status, retry_after, body))
+    }
 }
 
 pub(crate) fn parse_success(body: &[u8]) -> Result<(SecretJson, u64), UpstreamError> {

@@ -239,22 +239,26 @@ impl JwksCache {
                 what: "JWKS",
                 source,
             })?;
-        Ok(jwks
-            .keys
-            .into_iter()
-            .filter_map(JwkEntry::into_key)
-            .collect())
+        Ok(usable_keys(jwks))
     }
 }
 
+/// The JWKS entries the broker will verify with, by `kid`.
+pub(crate) fn usable_keys(jwks: Jwks) -> HashMap<String, DecodingKey> {
+    jwks.keys
+        .into_iter()
+        .filter_map(JwkEntry::into_key)
+        .collect()
+}
+
 #[derive(Deserialize)]
-struct Discovery {
+pub(crate) struct Discovery {
     issuer: String,
     jwks_uri: String,
 }
 
 #[derive(Deserialize)]
-struct Jwks {
+pub(crate) struct Jwks {
     keys: Vec<JwkEntry>,
 }
 

@@ -20,6 +20,14 @@ pub struct Metrics {
     pub key_vault_failures: AtomicU64,
     pub jwks_refreshes: AtomicU64,
     pub jwks_failures: AtomicU64,
+    /// Connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Connections that failed at the HTTP level: malformed requests, resets, failed accepts.
+    pub connection_errors: AtomicU64,
+    /// Connections closed because a request header was not complete within the header-read timeout.
+    pub connections_timed_out: AtomicU64,
+    /// Idle connections closed to make room for a new one.
+    pub connections_evicted: AtomicU64,
 }
 
 /// A point-in-time copy, for the health route.
@@ -38,6 +46,10 @@ pub struct MetricsSnapshot {
     key_vault_failures: u64,
     jwks_refreshes: u64,
     jwks_failures: u64,
+    connections_accepted: u64,
+    connection_errors: u64,
+    connections_timed_out: u64,
+    connections_evicted: u64,
 }
 
 impl Metrics {
@@ -61,6 +73,10 @@ impl Metrics {
             key_vault_failures: get(&self.key_vault_failures),
             jwks_refreshes: get(&self.jwks_refreshes),
             jwks_failures: get(&self.jwks_failures),
+            connections_accepted: get(&self.connections_accepted),
+            connection_errors: get(&self.connection_errors),
+            connections_timed_out: get(&self.connections_timed_out),
+            connections_evicted: get(&self.connections_evicted),
         }
     }
 }

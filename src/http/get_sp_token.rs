@@ -22,7 +22,7 @@ pub const ROUTE: &str = "GetSPToken";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GetSpTokenRequest {
+pub(crate) struct GetSpTokenRequest {
     target_scope: serde_json::Value,
 }
 
@@ -66,11 +66,7 @@ async fn issue(
     }
     let request: GetSpTokenRequest = parts.json_body()?;
     let bearer = parts.bearer().map_err(|err| ApiError::Broker(err.into()))?;
-    let target_scope = request
-        .target_scope
-        .as_str()
-        .ok_or(ApiError::BadRequest("target_scope_not_a_string"))?;
-    let scope = TargetScope::parse(target_scope).map_err(|err| ApiError::Broker(err.into()))?;
+    let scope = target_scope(&request)?;
     record.scope = Some(scope.as_str().to_owned());
     let caller = broker.authenticate(&bearer).await?;
     record.caller = Some(caller.clone());
@@ -84,6 +80,14 @@ async fn issue(
     };
     record.grant = Some(policy.authorize(&caller, ask)?.name.clone());
     Ok(broker.service_token(&scope).await?)
+}
+
+pub(crate) fn target_scope(request: &GetSpTokenRequest) -> Result<TargetScope, ApiError> {
+    let target_scope = request
+        .target_scope
+        .as_str()
+        .ok_or(ApiError::BadRequest("target_scope_not_a_string"))?;
+    TargetScope::parse(target_scope).map_err(|err| ApiError::Broker(err.into()))
 }
 
 fn body<'a>(

@@ -1,12 +1,14 @@
 //! The HTTP edge: the route table, wire DTOs, request rules and the mapping of errors to responses.
 //! Knows warp; decides nothing about who may have what.
 
+pub mod connections;
 pub mod error;
 pub mod filters;
 pub mod get_sp_token;
 pub mod health;
 pub mod reply;
 pub mod request;
+pub mod server;
 pub mod token;
 pub mod whoami;
 

@@ -36,11 +36,13 @@ pub(crate) struct TokenRequest {
 }
 
 /// The request once every field has its type and shape.
-pub(crate) struct ParsedRequest {
-    audience: String,
-    label: Option<String>,
-    lane: Option<Lane>,
-    revision: Option<u64>,
+pub struct ParsedRequest {
+    /// An audience alias (`is_alias`), not yet resolved.
+    pub audience: String,
+    /// The caller's `scope` label, printable ASCII of bounded length.
+    pub label: Option<String>,
+    pub lane: Option<Lane>,
+    pub revision: Option<u64>,
 }
 
 #[derive(Serialize)]

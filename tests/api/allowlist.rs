@@ -148,17 +148,7 @@ async fn empty_allowlist_secret_keeps_the_last_good_list_warns_naming_the_secret
         json!(["allowlist_empty"]),
         "health: {health}"
     );
-    let warning = broker
-        .stdout_lines()
-        .into_iter()
-        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-        .find(|line| {
-            line["level"] == "WARN"
-                && line["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("empty"))
-        })
-        .expect("a warning about the empty allowlist secret");
+    let warning = empty_secret_warning(&broker).await;
     assert_eq!(warning["secret"], ALLOWLIST_SECRET, "warning: {warning}");
     let body = assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
     assert_eq!(body["caller"]["oid"], MSI_OID);
@@ -196,4 +186,28 @@ async fn empty_json_array_admits_no_app_caller_on_purpose_and_health_stays_ready
     assert_error(response, 403, "caller_not_allowed").await;
     let health = json_body(broker.health().await).await;
     assert_eq!(health["status"], "ready", "health: {health}");
+}
+
+/// The warning about an empty allowlist secret, once written (log lines may trail the health answer).
+async fn empty_secret_warning(broker: &TestBroker) -> Value {
+    let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+    loop {
+        let warning = broker
+            .stdout_lines()
+            .into_iter()
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .find(|line| {
+                line["level"] == "WARN"
+                    && line["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("empty"))
+            });
+        match warning {
+            Some(warning) => return warning,
+            None if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None => panic!("no warning about the empty allowlist secret"),
+        }
+    }
 }

@@ -12,6 +12,7 @@ mod allowlist;
 mod audit;
 mod broker_credentials;
 mod caller_validation;
+mod connections;
 mod deploy_template;
 mod function_config;
 mod get_sp_token;

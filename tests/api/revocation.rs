@@ -172,3 +172,47 @@ async fn a_user_on_the_obo_lane_is_still_served_while_the_allowlist_is_stale() {
 
     assert_issued(response).await;
 }
+
+#[tokio::test]
+async fn client_secret_read_by_name_keeps_loading_across_a_signing_key_rollover() {
+    // Arrange: the client secret comes from Key Vault, not from settings.
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn_with(
+        &emulator,
+        &[
+            ("BROKER_CLIENT_SECRET", ""),
+            ("BROKER_CLIENT_SECRET_NAME", "broker-client-secret"),
+        ],
+    )
+    .await;
+    let caller = emulator.msi_token().await;
+    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+
+    // Act: the rollover makes Key Vault refuse the cached token; wait for reads after the refusal.
+    emulator.rotate_keys(true).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while counter(&emulator, "key_vault_token_refusals").await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Key Vault never refused the cached token"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let reads = counter(&emulator, "key_vault_requests").await;
+    while counter(&emulator, "key_vault_requests").await < reads + 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broker stopped reading Key Vault"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+
+    // Assert: every read since has succeeded with the fresh token.
+    let health = json_body(broker.health().await).await;
+    assert_eq!(
+        health["client_secret"]["failed_reads"], 0,
+        "health: {health}"
+    );
+    assert_eq!(health["allowlist"]["failed_reads"], 0, "health: {health}");
+    assert_eq!(health["status"], "ready", "health: {health}");
+}

@@ -13,7 +13,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -170,11 +172,12 @@ impl FrontEnd {
             .expect("bind the front end");
         let addr = listener.local_addr().expect("front end address");
         let app = Arc::new(app);
+        let pool = HandlerPool::new(handler_port);
         let accept_loop = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let app = app.clone();
+                let (app, pool) = (app.clone(), pool.clone());
                 let service = hyper::service::service_fn(move |request| {
-                    invoke(app.clone(), handler_port, request)
+                    invoke(app.clone(), pool.clone(), request)
                 });
                 tokio::spawn(
                     hyper::server::conn::http1::Builder::new()
@@ -196,7 +199,7 @@ impl Drop for FrontEnd {
 /// unreachable → 500 with an empty body.
 async fn invoke(
     app: Arc<FunctionApp>,
-    handler_port: u16,
+    pool: HandlerPool,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if app
@@ -210,7 +213,7 @@ async fn invoke(
         return Ok(empty(StatusCode::INTERNAL_SERVER_ERROR));
     };
     let forwarded = forwarded_request(&parts, body);
-    Ok(match send(handler_port, forwarded).await {
+    Ok(match pool.send(forwarded).await {
         Ok(response) => relay(response),
         Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
     })
@@ -332,6 +335,39 @@ async fn send(port: u16, request: Request<Full<Bytes>>) -> Result<Response<Bytes
     let (parts, body) = response.into_parts();
     let body = body.collect().await?.to_bytes();
     Ok(Response::from_parts(parts, body))
+}
+
+/// The host's connections to the handler: one keep-alive pool, as the host's `HttpClient` keeps
+/// (.NET's `SocketsHttpHandler`: connections reused, idle ones dropped after a minute, a connection the
+/// handler closed is not reused).
+#[derive(Clone)]
+struct HandlerPool {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+impl HandlerPool {
+    fn new(port: u16) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build_http();
+        Self {
+            client,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn send(&self, mut request: Request<Full<Bytes>>) -> Result<Response<Bytes>, SendError> {
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |target| target.as_str());
+        *request.uri_mut() = format!("{}{target}", self.base).parse()?;
+        let response = self.client.request(request).await?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Response::from_parts(parts, body))
+    }
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read, release), as the host picks one.

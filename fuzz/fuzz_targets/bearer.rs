@@ -1,0 +1,15 @@
+//! Authorization header values (one per line) through the bearer rules, the key id and every signature
+//! and claim rule. Seeds include genuinely signed tokens, so mutations start from accepted inputs.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use token_broker_fuzz::{assert_sound, tenant};
+
+fuzz_target!(|data: &[u8]| {
+    let values: Vec<&[u8]> = data.split(|&b| b == b'\n').take(4).collect();
+    if let Ok(caller) = tenant().authenticate(&values) {
+        let value = std::str::from_utf8(values[0]).expect("accepted a non-UTF-8 header");
+        let token = value.split_once(' ').expect("accepted without a scheme").1;
+        assert_sound(token, &caller);
+    }
+});
