@@ -13,6 +13,7 @@ mod audit;
 mod caller_validation;
 mod connections;
 mod deploy_template;
+mod docs;
 mod function_config;
 mod get_sp_token;
 mod health;
