@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::azure::federated_identity::FederatedIdentity;
 use crate::azure::key_vault::VaultReader;
 use crate::broker::allowlist::{Allowlist, VaultList};
-use crate::broker::credential::CredentialSource;
+use crate::broker::credential::{
+    CertificateLoader, ClientCredential, CredentialKind, CredentialSource,
+};
 use crate::broker::exchange::TokenEndpoint;
 use crate::broker::jwks::JwksCache;
 use crate::broker::metrics::Metrics;
@@ -22,9 +25,12 @@ use crate::broker::token_cache::TokenCache;
 use crate::broker::upstream::Upstream;
 use crate::broker::validation::CallerValidator;
 use crate::broker::{Broker, BrokerParts};
+use crate::certificate_loader::{FileCertificate, VaultCertificate};
 use crate::http::server::{self, ServerLimits};
 use crate::refresh::{self, VaultSources};
-use crate::settings::{ClientSecretSource, PolicyDocumentSource, Settings};
+use crate::settings::{
+    CertificateSource, ClientSecretSource, CredentialSettings, PolicyDocumentSource, Settings,
+};
 
 /// Longest wait for the first signing keys and Key Vault values before listening anyway; the host
 /// allows 30 s, and requests arriving before the keys get a 503 with Retry-After.
@@ -40,6 +46,8 @@ pub enum StartupError {
     HttpClient(#[from] reqwest::Error),
     #[error("set up the Key Vault client: {0}")]
     KeyVault(#[from] azure_core::Error),
+    #[error("set up the managed identity for the federated credential: {0}")]
+    ManagedIdentity(azure_core::Error),
     #[error("build the token endpoint URL: {0}")]
     Url(#[from] url::ParseError),
 }
@@ -58,25 +66,38 @@ impl App {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("token-broker/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let vault = match &settings.key_vault {
-            Some(key_vault) => Some(VaultSources {
-                reader: VaultReader::new(key_vault, http.clone())?,
-                allowlist_secret: settings
-                    .policy_document
-                    .is_none()
-                    .then(|| settings.allowlist_secret_name.clone()),
-                policy_secret: match &settings.policy_document {
-                    Some(PolicyDocumentSource::KeyVault { name }) => Some(name.clone()),
-                    _ => None,
-                },
-                client_secret: match &settings.client_secret {
-                    ClientSecretSource::KeyVault { name } => Some(name.clone()),
-                    ClientSecretSource::Value(_) => None,
-                },
-            }),
+        let metrics = Arc::new(Metrics::default());
+        let reader = match &settings.key_vault {
+            Some(key_vault) => Some(Arc::new(VaultReader::new(
+                key_vault,
+                http.clone(),
+                settings.managed_identity_client_id.as_ref(),
+            )?)),
             None => None,
         };
-        let broker = Arc::new(Broker::new(parts(&settings, Upstream::new(http))?));
+        let certificate = certificate_loader(&settings, reader.as_ref(), &metrics);
+        let credential = Arc::new(credential_source(&settings, &http, certificate.clone())?);
+        let vault = reader.map(|reader| VaultSources {
+            reader,
+            allowlist_secret: settings
+                .policy_document
+                .is_none()
+                .then(|| settings.allowlist_secret_name.clone()),
+            policy_secret: match &settings.policy_document {
+                Some(PolicyDocumentSource::KeyVault { name }) => Some(name.clone()),
+                _ => None,
+            },
+            client_secret: match &settings.credential {
+                CredentialSettings::Secret(ClientSecretSource::KeyVault { name }) => {
+                    Some(name.clone())
+                }
+                _ => None,
+            },
+        });
+        let upstream = Upstream::new(http);
+        let broker = Arc::new(Broker::new(parts(
+            &settings, upstream, metrics, credential,
+        )?));
 
         let policy_file = match &settings.policy_document {
             Some(PolicyDocumentSource::File { path }) => Some(path.clone()),
@@ -86,9 +107,14 @@ impl App {
         // First loads run concurrently and are retried within the bounded wait; the refresh loops take
         // over from there.
         let first_loads = async {
-            let vault = async {
+            let vault_values = async {
                 if let Some(sources) = &vault {
                     refresh::load_vault_until_loaded(&broker, sources).await;
+                }
+            };
+            let client_certificate = async {
+                if let Some(loader) = &certificate {
+                    refresh::load_certificate_until_loaded(&broker, loader.as_ref()).await;
                 }
             };
             let file = async {
@@ -96,7 +122,12 @@ impl App {
                     refresh::load_policy_file_until_loaded(&broker, path).await;
                 }
             };
-            tokio::join!(refresh::load_keys_until_loaded(&broker), vault, file)
+            tokio::join!(
+                refresh::load_keys_until_loaded(&broker),
+                vault_values,
+                client_certificate,
+                file
+            );
         };
         if tokio::time::timeout(FIRST_LOAD_WAIT, first_loads)
             .await
@@ -107,6 +138,9 @@ impl App {
         refresh::spawn_key_refresh(broker.clone(), settings.jwks_refresh);
         if let Some(sources) = vault {
             refresh::spawn_vault_refresh(broker.clone(), sources, settings.allowlist_refresh);
+        }
+        if let Some(loader) = certificate {
+            refresh::spawn_certificate_refresh(broker.clone(), loader, settings.allowlist_refresh);
         }
         if let Some(path) = policy_file {
             refresh::spawn_policy_file_refresh(broker.clone(), path, settings.allowlist_refresh);
@@ -143,7 +177,65 @@ impl App {
     }
 }
 
-fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, StartupError> {
+/// Where the client certificate is read from, when the broker uses one.
+fn certificate_loader(
+    settings: &Settings,
+    reader: Option<&Arc<VaultReader>>,
+    metrics: &Arc<Metrics>,
+) -> Option<Arc<dyn CertificateLoader>> {
+    match &settings.credential {
+        CredentialSettings::Certificate(CertificateSource::KeyVault { name }) => {
+            reader.map(|reader| {
+                Arc::new(VaultCertificate {
+                    reader: reader.clone(),
+                    name: name.clone(),
+                    metrics: metrics.clone(),
+                }) as Arc<dyn CertificateLoader>
+            })
+        }
+        CredentialSettings::Certificate(CertificateSource::File(path)) => {
+            Some(Arc::new(FileCertificate { path: path.clone() }))
+        }
+        _ => None,
+    }
+}
+
+fn credential_source(
+    settings: &Settings,
+    http: &reqwest::Client,
+    certificate: Option<Arc<dyn CertificateLoader>>,
+) -> Result<CredentialSource, StartupError> {
+    Ok(match &settings.credential {
+        CredentialSettings::Secret(ClientSecretSource::Value(secret)) => {
+            CredentialSource::fixed(ClientCredential::secret(secret.clone()))
+        }
+        CredentialSettings::Secret(ClientSecretSource::KeyVault { .. }) => {
+            CredentialSource::pending(CredentialKind::Secret, None)
+        }
+        CredentialSettings::Certificate(_) => {
+            CredentialSource::pending(CredentialKind::Certificate, certificate)
+        }
+        CredentialSettings::ManagedIdentity {
+            client_id,
+            audience,
+        } => {
+            let identity = FederatedIdentity::new(client_id, audience, http.clone())
+                .map_err(StartupError::ManagedIdentity)?;
+            CredentialSource::fixed(ClientCredential::managed_identity(
+                client_id.as_str(),
+                audience,
+                Arc::new(identity),
+            ))
+        }
+    })
+}
+
+fn parts(
+    settings: &Settings,
+    upstream: Upstream,
+    metrics: Arc<Metrics>,
+    credential: Arc<CredentialSource>,
+) -> Result<BrokerParts, StartupError> {
     let tenant = settings.tenant_id.clone();
     let client_id = settings.client_id.clone();
     let jwks = Arc::new(JwksCache::new(
@@ -152,11 +244,6 @@ fn parts(settings: &Settings, upstream: Upstream) -> Result<BrokerParts, Startup
         tenant.clone(),
         settings.jwks_min_refresh,
     ));
-    let metrics = Arc::new(Metrics::default());
-    let credential = Arc::new(match &settings.client_secret {
-        ClientSecretSource::Value(secret) => CredentialSource::fixed(secret.clone()),
-        ClientSecretSource::KeyVault { .. } => CredentialSource::pending(),
-    });
     let (policy, allowlist) = policy(settings);
     Ok(BrokerParts {
         validator: CallerValidator::new(

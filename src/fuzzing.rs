@@ -148,7 +148,8 @@ pub fn key_vault_answer(status: u16, body: &[u8]) -> (Result<Secret, LoadFailure
     };
     let read = key_vault::secret_value(checked.map(Response::from));
     let token_refused = read.as_ref().is_err_and(key_vault::is_token_refused);
-    (key_vault::value_of("allowlist", read), token_refused)
+    let value = key_vault::value_of("allowlist", read).map(|secret| secret.value);
+    (value, token_refused)
 }
 
 /// The allowlist secret's value (comma- or whitespace-separated ids, or a JSON array of ids).

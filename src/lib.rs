@@ -6,7 +6,9 @@
 //! - `refresh`: background refresh of signing keys and Key Vault values.
 //! - `http`: the route table, wire DTOs, request rules, errors mapped to HTTP in one place.
 //! - `broker`: the core (validation, policy, exchanges, caches); knows nothing of warp.
-//! - `azure`: Key Vault through the Function App's managed identity.
+//! - `azure`: Key Vault through the Function App's managed identity, and the user-assigned identity's
+//!   token for the broker's federated credential.
+//! - `certificate_loader`: reading the broker's client certificate from Key Vault or a file.
 //! - `telemetry`: JSON logs on stdout and the audit line; `log_writer`: batched stdout; `json_line`:
 //!   the audit line's JSON writer.
 //! - `secret`: the redacting type for secrets and tokens.
@@ -30,6 +32,7 @@
 pub mod app;
 pub mod azure;
 pub mod broker;
+pub mod certificate_loader;
 pub mod cli;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

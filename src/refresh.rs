@@ -1,6 +1,7 @@
 //! Background refresh loops: the signing keys (periodic, sooner while never loaded), the Key Vault values
-//! (the legacy allowlist or the policy document, and the client secret when it lives there) and the
-//! policy file, and the retried first loads that start-up waits for. A failure keeps the last good value.
+//! (the legacy allowlist or the policy document, and the client secret when it lives there), the
+//! policy file and the client certificate, and the retried first loads that start-up waits for. A
+//! failure keeps the last good value.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use crate::azure::key_vault::VaultReader;
 use crate::broker::Broker;
+use crate::broker::credential::{CertificateLoader, ClientCredential};
 use crate::broker::error::LoadFailure;
 use crate::broker::metrics::Metrics;
 use crate::broker::policy::document;
@@ -54,7 +56,7 @@ pub fn spawn_key_refresh(broker: Arc<Broker>, every: Duration) {
 
 /// What the vault loop reads.
 pub struct VaultSources {
-    pub reader: VaultReader,
+    pub reader: Arc<VaultReader>,
     /// The legacy allowlist secret (None when a policy document replaces it).
     pub allowlist_secret: Option<String>,
     pub policy_secret: Option<String>,
@@ -79,7 +81,9 @@ pub async fn load_vault(broker: &Broker, sources: &VaultSources) {
         if secret.is_err() {
             Metrics::add(&broker.metrics.key_vault_failures);
         }
-        broker.credential.apply(secret);
+        broker
+            .credential
+            .apply(secret.map(ClientCredential::secret));
     }
 }
 
@@ -97,17 +101,17 @@ async fn read_secret(
 }
 
 /// Whether every Key Vault value has loaded at least once.
-fn vault_loaded(broker: &Broker) -> bool {
+fn vault_loaded(broker: &Broker, sources: &VaultSources) -> bool {
     broker.allowlist.as_ref().is_none_or(|a| a.status().loaded)
         && broker.policy.is_loaded()
-        && broker.credential.current().is_ok()
+        && (sources.client_secret.is_none() || broker.credential.current().is_ok())
 }
 
 /// Reads the Key Vault values, retrying until all have loaded; start-up bounds how long it waits.
 pub async fn load_vault_until_loaded(broker: &Broker, sources: &VaultSources) {
     loop {
         load_vault(broker, sources).await;
-        if vault_loaded(broker) {
+        if vault_loaded(broker, sources) {
             return;
         }
         tokio::time::sleep(START_UP_RETRY).await;
@@ -117,7 +121,7 @@ pub async fn load_vault_until_loaded(broker: &Broker, sources: &VaultSources) {
 pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Duration) {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(if vault_loaded(&broker) {
+            tokio::time::sleep(if vault_loaded(&broker, &sources) {
                 every
             } else {
                 FIRST_LOAD_RETRY.min(every)
@@ -167,6 +171,44 @@ pub fn spawn_policy_file_refresh(broker: Arc<Broker>, path: PathBuf, every: Dura
             load_policy_file(&broker, &path).await;
         }
     });
+}
+
+/// Re-reads the client certificate from its loader on `every` (sooner while never loaded).
+pub fn spawn_certificate_refresh(
+    broker: Arc<Broker>,
+    loader: Arc<dyn CertificateLoader>,
+    every: Duration,
+) {
+    tokio::spawn(async move {
+        loop {
+            let loaded = broker.credential.current().is_ok();
+            tokio::time::sleep(if loaded {
+                every
+            } else {
+                FIRST_LOAD_RETRY.min(every)
+            })
+            .await;
+            load_certificate(&broker, loader.as_ref()).await;
+        }
+    });
+}
+
+/// Loads the client certificate until it is loaded (start-up bounds the wait).
+pub async fn load_certificate_until_loaded(broker: &Broker, loader: &dyn CertificateLoader) {
+    loop {
+        load_certificate(broker, loader).await;
+        if broker.credential.current().is_ok() {
+            return;
+        }
+        tokio::time::sleep(START_UP_RETRY).await;
+    }
+}
+
+/// Loads the client certificate once and applies it.
+pub async fn load_certificate(broker: &Broker, loader: &dyn CertificateLoader) {
+    broker
+        .credential
+        .apply(loader.load().await.map(ClientCredential::certificate));
 }
 
 /// Periodic upkeep (see `Broker::housekeeping`).

@@ -12,7 +12,13 @@ use url::Url;
 
 use crate::broker::ids::{ClientId, Guid, ObjectId, TenantId};
 use crate::broker::scope::{AudienceMap, DEFAULT_AUDIENCES, DEFAULT_SCOPES, TargetScope, is_alias};
-use crate::secret::Secret;
+
+mod credential;
+
+pub use credential::{
+    CertificateSource, ClientSecretSource, CredentialSettings, FEDERATED_AUDIENCE,
+    FEDERATED_AUDIENCE_CHINA, FEDERATED_AUDIENCE_US_GOV,
+};
 
 pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
@@ -29,6 +35,12 @@ pub enum SettingsError {
     Invalid {
         name: &'static str,
         reason: &'static str,
+    },
+    /// Settings of another credential kind than the one chosen; names only, never values.
+    #[error("{} cannot be set with BROKER_CREDENTIAL={kind}", names.join(", "))]
+    Contradicts {
+        names: Vec<&'static str>,
+        kind: &'static str,
     },
     /// Legacy policy settings set beside a policy document, which replaces them all.
     #[error("{by} replaces the legacy policy settings; remove {names}")]
@@ -56,16 +68,6 @@ pub enum PolicyDocumentSource {
     KeyVault { name: String },
     /// `BROKER_POLICY_FILE`: a file deployed with the app, re-read on the refresh schedule.
     File { path: PathBuf },
-}
-
-/// Where the broker's client secret comes from.
-#[derive(Debug, Clone)]
-pub enum ClientSecretSource {
-    /// `BROKER_CLIENT_SECRET` (an App Service Key Vault reference resolves to this too).
-    Value(Secret),
-    /// `BROKER_CLIENT_SECRET_NAME`: read from Key Vault with the managed identity, re-read on the
-    /// allowlist schedule so a rotated secret is picked up without a restart.
-    KeyVault { name: String },
 }
 
 /// Which users may receive the broker's service-principal token (GetSPToken, or lane `service`).
@@ -100,7 +102,10 @@ pub struct Settings {
     pub port: u16,
     pub tenant_id: TenantId,
     pub client_id: ClientId,
-    pub client_secret: ClientSecretSource,
+    pub credential: CredentialSettings,
+    /// The user-assigned identity for Key Vault reads (and the federated credential); `None`: the
+    /// Function App's system-assigned identity reads Key Vault.
+    pub managed_identity_client_id: Option<ClientId>,
     pub authority_host: Url,
     pub key_vault: Option<KeyVaultSettings>,
     pub allowlist_secret_name: String,
@@ -136,17 +141,30 @@ impl Settings {
     /// Reads every setting through `lookup`. Tests pass a map; production passes the environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let vars = Vars(lookup);
+        let tenant_id = vars.required_guid("BROKER_TENANT_ID")?;
+        let client_id = vars.required_guid("BROKER_CLIENT_ID")?;
+        let authority_host = authority_host(&vars)?;
         let key_vault = key_vault(&vars)?;
-        let client_secret = client_secret(&vars, key_vault.is_some())?;
+        let managed_identity_client_id = credential::managed_identity_client_id(&vars)?;
+        let credential = credential::credential(
+            &vars,
+            key_vault.is_some(),
+            &authority_host,
+            managed_identity_client_id.as_ref(),
+        )?;
+        if matches!(credential, CredentialSettings::ManagedIdentity { .. }) {
+            identity_endpoint(&vars)?;
+        }
         let policy_document = policy_document(&vars, key_vault.is_some())?;
         let allowlist_refresh = vars.seconds("BROKER_ALLOWLIST_REFRESH_SECONDS", 120, 1)?;
         Ok(Self {
             policy_document,
             port: port(&vars)?,
-            tenant_id: vars.required_guid("BROKER_TENANT_ID")?,
-            client_id: vars.required_guid("BROKER_CLIENT_ID")?,
-            client_secret,
-            authority_host: authority_host(&vars)?,
+            tenant_id,
+            client_id,
+            credential,
+            managed_identity_client_id,
+            authority_host,
             allowlist_secret_name: vars
                 .secret_name("BROKER_ALLOWLIST_SECRET_NAME")?
                 .unwrap_or_else(|| DEFAULT_ALLOWLIST_SECRET.to_owned()),
@@ -247,8 +265,20 @@ fn key_vault(
     if !url.path().ends_with('/') {
         url.set_path(&format!("{}/", url.path()));
     }
-    // The managed identity reads the vault through App Service's identity endpoint. Without it the SDK
-    // would fall back to the VM metadata endpoint, which a Function App does not have.
+    identity_endpoint(vars)?;
+    let audience = match vars.get("BROKER_KEY_VAULT_AUDIENCE") {
+        Some(text) => https_url("BROKER_KEY_VAULT_AUDIENCE", &text)?
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
+        None => DEFAULT_KEY_VAULT_AUDIENCE.to_owned(),
+    };
+    Ok(Some(KeyVaultSettings { url, audience }))
+}
+
+/// App Service's managed identity endpoint, which Key Vault reads and the federated credential use.
+/// Without it the SDK would fall back to the VM metadata endpoint, which a Function App does not have.
+fn identity_endpoint(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<(), SettingsError> {
     match vars.get("IDENTITY_ENDPOINT") {
         Some(endpoint)
             if Url::parse(&endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) => {}
@@ -269,37 +299,7 @@ fn key_vault(
             name: "IDENTITY_HEADER",
         });
     }
-    let audience = match vars.get("BROKER_KEY_VAULT_AUDIENCE") {
-        Some(text) => https_url("BROKER_KEY_VAULT_AUDIENCE", &text)?
-            .as_str()
-            .trim_end_matches('/')
-            .to_owned(),
-        None => DEFAULT_KEY_VAULT_AUDIENCE.to_owned(),
-    };
-    Ok(Some(KeyVaultSettings { url, audience }))
-}
-
-fn client_secret(
-    vars: &Vars<impl Fn(&str) -> Option<String>>,
-    has_key_vault: bool,
-) -> Result<ClientSecretSource, SettingsError> {
-    match (
-        vars.get("BROKER_CLIENT_SECRET"),
-        vars.secret_name("BROKER_CLIENT_SECRET_NAME")?,
-    ) {
-        (Some(_), Some(_)) => Err(SettingsError::Invalid {
-            name: "BROKER_CLIENT_SECRET_NAME",
-            reason: "set either BROKER_CLIENT_SECRET or BROKER_CLIENT_SECRET_NAME, not both",
-        }),
-        (Some(value), None) => Ok(ClientSecretSource::Value(Secret::new(value))),
-        (None, Some(_)) if !has_key_vault => Err(SettingsError::Missing {
-            name: "BROKER_KEY_VAULT_URL",
-        }),
-        (None, Some(name)) => Ok(ClientSecretSource::KeyVault { name }),
-        (None, None) => Err(SettingsError::Missing {
-            name: "BROKER_CLIENT_SECRET",
-        }),
-    }
+    Ok(())
 }
 
 fn policy_document(

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::broker::Lane;
 use crate::broker::caller::Caller;
-use crate::broker::error::BrokerError;
+use crate::broker::error::{BrokerError, UpstreamErrorKind};
 use crate::broker::policy::Policy;
 use crate::broker::token_cache::Grant;
 use crate::http::error::ApiError;
@@ -139,6 +139,10 @@ pub fn audit(record: &AuditRecord, outcome: Result<Option<&Grant>, &ApiError>) {
         if let Some(aadsts) = upstream.and_then(|e| e.aadsts) {
             line.u64("aadsts", aadsts.into());
         }
+        if let Some(used) = upstream.and_then(|e| e.credential.as_ref()) {
+            line.str("credential_kind", used.kind.as_str())
+                .str("credential_version", &used.version);
+        }
         if let Some(correlation_id) = correlation_id {
             line.str("correlation_id", correlation_id);
         }
@@ -168,6 +172,11 @@ fn detail_of(err: &ApiError) -> Option<&'static str> {
         ApiError::BadRequest(reason) => Some(reason),
         ApiError::Broker(BrokerError::InvalidCaller(err)) => Some(err.reason()),
         ApiError::Broker(BrokerError::InvalidScope(err)) => Some(err.reason()),
+        ApiError::Broker(BrokerError::Upstream(err))
+            if err.kind == UpstreamErrorKind::CredentialExpired =>
+        {
+            Some("certificate_expired")
+        }
         _ => None,
     }
 }

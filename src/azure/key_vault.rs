@@ -13,13 +13,22 @@ use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions}
 use azure_core::error::ErrorKind;
 use azure_core::http::headers::WWW_AUTHENTICATE;
 use azure_core::http::{ClientOptions, Response, RetryOptions, StatusCode, Transport};
+use azure_identity::UserAssignedId;
 use azure_security_keyvault_secrets::models::Secret as KeyVaultSecret;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 
 use crate::azure::managed_identity::ManagedIdentity;
 use crate::broker::error::LoadFailure;
+use crate::broker::ids::ClientId;
 use crate::secret::Secret;
 use crate::settings::KeyVaultSettings;
+
+/// A secret's value and its content type (Key Vault's certificates are secrets with
+/// `application/x-pkcs12` or `application/x-pem-file`).
+pub struct VaultSecret {
+    pub value: Secret,
+    pub content_type: Option<String>,
+}
 
 pub struct VaultReader {
     identity: Arc<ManagedIdentity>,
@@ -32,14 +41,22 @@ pub struct VaultReader {
 }
 
 impl VaultReader {
-    pub fn new(settings: &KeyVaultSettings, http: reqwest::Client) -> azure_core::Result<Self> {
+    /// `identity`: the user-assigned identity's client id, or `None` for the system-assigned one.
+    pub fn new(
+        settings: &KeyVaultSettings,
+        http: reqwest::Client,
+        identity: Option<&ClientId>,
+    ) -> azure_core::Result<Self> {
         let client_options = ClientOptions {
             transport: Some(Transport::new(Arc::new(http))),
             // The broker's refresh loop retries on its own schedule; the SDK's backoff would stall it.
             retry: RetryOptions::none(),
             ..ClientOptions::default()
         };
-        let identity = ManagedIdentity::new(client_options.clone(), None)?;
+        let identity = ManagedIdentity::new(
+            client_options.clone(),
+            identity.map(|id| UserAssignedId::ClientId(id.as_str().to_owned())),
+        )?;
         let credential = Arc::new(KeyVaultAudienceOnly {
             identity: identity.clone(),
             scope: format!("{}/.default", settings.audience),
@@ -62,6 +79,11 @@ impl VaultReader {
 
     /// The secret's current value. Failures are classified, never described with the value.
     pub async fn read(&self, name: &str) -> Result<Secret, LoadFailure> {
+        self.read_typed(name).await.map(|secret| secret.value)
+    }
+
+    /// The secret's current value and content type.
+    pub async fn read_typed(&self, name: &str) -> Result<VaultSecret, LoadFailure> {
         let result = match self.read_once(name).await {
             Err(err) if is_token_refused(&err) => {
                 tracing::info!(
@@ -79,12 +101,7 @@ impl VaultReader {
         value_of(name, result)
     }
 
-    /// How many times the identity's tokens were dropped after a refusal.
-    pub fn token_renewals(&self) -> u64 {
-        self.identity.renewals()
-    }
-
-    async fn read_once(&self, name: &str) -> azure_core::Result<Option<String>> {
+    async fn read_once(&self, name: &str) -> azure_core::Result<ValueAndType> {
         let client = self.client.load_full();
         secret_value(client.get_secret(name, None).await)
     }
@@ -139,22 +156,31 @@ fn is_token_validation_error(body: &[u8]) -> bool {
 }
 
 /// The `value` in Key Vault's answer to a secret read.
+/// A secret's value and content type, each as Key Vault gave it.
+pub(crate) type ValueAndType = (Option<String>, Option<String>);
+
 pub(crate) fn secret_value(
     answer: azure_core::Result<Response<KeyVaultSecret>>,
-) -> azure_core::Result<Option<String>> {
-    Ok(answer?.into_model()?.value)
+) -> azure_core::Result<ValueAndType> {
+    let secret = answer?.into_model()?;
+    Ok((secret.value, secret.content_type))
 }
 
 /// A read's outcome for the broker: the value, or why there is none.
 pub(crate) fn value_of(
     name: &str,
-    read: azure_core::Result<Option<String>>,
-) -> Result<Secret, LoadFailure> {
-    let value = read.map_err(|err| classify(name, &err))?;
-    value.map(Secret::new).ok_or_else(|| {
-        tracing::warn!(secret = name, "Key Vault secret has no value");
-        LoadFailure::Misconfigured
-    })
+    read: azure_core::Result<ValueAndType>,
+) -> Result<VaultSecret, LoadFailure> {
+    let (value, content_type) = read.map_err(|err| classify(name, &err))?;
+    value
+        .map(|value| VaultSecret {
+            value: Secret::new(value),
+            content_type,
+        })
+        .ok_or_else(|| {
+            tracing::warn!(secret = name, "Key Vault secret has no value");
+            LoadFailure::Misconfigured
+        })
 }
 
 fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {

@@ -24,6 +24,15 @@ struct EntraErrorBody {
     correlation_id: Option<String>,
 }
 
+/// AADSTS codes about the broker's own credential: secret wrong or expired (7000215, 7000222), app
+/// unknown (700016, 90002), no credential (7000218), certificate assertion with a bad signature or an
+/// unknown key (700027), expired (700024), for another audience (700023) or client (700021), and no
+/// matching federated identity record (70021, 700211-700213).
+const BROKER_CREDENTIAL_CODES: [u32; 13] = [
+    7000215, 7000222, 700016, 90002, 7000218, 700027, 700024, 700023, 700021, 70021, 700211,
+    700212, 700213,
+];
+
 /// Classifies a non-2xx answer from the token endpoint.
 pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> UpstreamError {
     let parsed: Option<EntraErrorBody> = serde_json::from_slice(body).ok();
@@ -57,9 +66,7 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
         UpstreamErrorKind::AssertionRejected
     } else if error == "invalid_client"
         || error == "unauthorized_client"
-        || [7000215, 7000222, 700016, 90002, 700027, 7000218]
-            .into_iter()
-            .any(has)
+        || BROKER_CREDENTIAL_CODES.into_iter().any(has)
     {
         UpstreamErrorKind::CredentialsRejected
     } else if error == "invalid_scope"
@@ -74,6 +81,7 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
     };
     UpstreamError {
         kind,
+        credential: None,
         aadsts: codes.first().copied(),
         correlation_id: body.and_then(|b| b.correlation_id.clone()).filter(|id| {
             id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')

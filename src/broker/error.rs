@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::broker::credential::{CredentialKind, CredentialUsed};
 use crate::broker::scope::ScopeError;
 
 /// Why a caller token was rejected. Each variant has a stable `reason()` for the audit line; the
@@ -96,6 +97,10 @@ pub enum UpstreamErrorKind {
     Throttled { retry_after: Duration },
     #[error("Entra rejected the broker's client credentials")]
     CredentialsRejected,
+    #[error("the broker's client certificate is expired, so it was not sent")]
+    CredentialExpired,
+    #[error("the managed identity endpoint gave no token for the federated credential")]
+    ManagedIdentityUnavailable,
     #[error("Entra rejected the requested scope")]
     ScopeRejected,
     #[error("Entra demands a new sign-in (claims challenge)")]
@@ -116,6 +121,8 @@ pub struct UpstreamError {
     /// The first AADSTS code Entra gave, if any.
     pub aadsts: Option<u32>,
     pub correlation_id: Option<String>,
+    /// The broker credential the failed request used, when the failure is about it.
+    pub credential: Option<CredentialUsed>,
 }
 
 impl UpstreamError {
@@ -124,7 +131,23 @@ impl UpstreamError {
             kind,
             aadsts: None,
             correlation_id: None,
+            credential: None,
         }
+    }
+
+    pub fn with_credential(mut self, credential: CredentialUsed) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
+    /// True when the failure is about the broker's own credential.
+    pub fn is_about_the_credential(&self) -> bool {
+        matches!(
+            self.kind,
+            UpstreamErrorKind::CredentialsRejected
+                | UpstreamErrorKind::CredentialExpired
+                | UpstreamErrorKind::ManagedIdentityUnavailable
+        )
     }
 }
 
@@ -154,10 +177,10 @@ pub enum BrokerError {
     PolicyUnavailable,
     #[error("allowlist has never been loaded ({0:?})")]
     AllowlistUnavailable(LoadFailure),
+    #[error("the broker's {kind} credential has never been loaded ({1:?})", kind = .0.as_str())]
+    CredentialUnavailable(CredentialKind, LoadFailure),
     #[error("allowlist could not be confirmed within BROKER_ALLOWLIST_MAX_AGE_SECONDS")]
     AllowlistStale { retry_after: Duration },
-    #[error("client secret has never been loaded from Key Vault ({0:?})")]
-    ClientSecretUnavailable(LoadFailure),
     #[error("rate limit exceeded")]
     RateLimited { retry_after: Duration },
     #[error("token endpoint: {0}")]

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use url::Url;
 
+use crate::broker::credential::ClientAuth;
 use crate::broker::entra_error;
 use crate::broker::error::{UpstreamError, UpstreamErrorKind};
 use crate::broker::ids::{ClientId, TenantId};
@@ -20,6 +21,7 @@ use crate::broker::validation::now;
 use crate::secret::{Secret, SecretJson};
 
 const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Consecutive unavailable answers that open the breaker, and how long it then stays open.
 const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_OPEN: Duration = Duration::from_secs(5);
@@ -63,35 +65,42 @@ impl TokenEndpoint {
         })
     }
 
+    /// The token endpoint's URL: the `aud` of the broker's client assertions.
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
     pub async fn client_credentials(
         &self,
-        secret: &Secret,
+        auth: &ClientAuth,
         scope: &TargetScope,
     ) -> Result<IssuedToken, UpstreamError> {
-        self.request(&[
+        let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", secret.expose()),
-            ("scope", scope.as_str()),
-        ])
-        .await
+        ];
+        push_client_auth(&mut form, auth);
+        form.push(("scope", scope.as_str()));
+        self.request(&form).await
     }
 
     pub async fn on_behalf_of(
         &self,
-        secret: &Secret,
+        auth: &ClientAuth,
         assertion: &Secret,
         scope: &TargetScope,
     ) -> Result<IssuedToken, UpstreamError> {
-        self.request(&[
+        let mut form = vec![
             ("grant_type", OBO_GRANT),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", secret.expose()),
+        ];
+        push_client_auth(&mut form, auth);
+        form.extend([
             ("assertion", assertion.expose()),
             ("scope", scope.as_str()),
             ("requested_token_use", "on_behalf_of"),
-        ])
-        .await
+        ]);
+        self.request(&form).await
     }
 
     async fn request(&self, form: &[(&str, &str)]) -> Result<IssuedToken, UpstreamError> {
@@ -127,6 +136,18 @@ impl TokenEndpoint {
                 Err(err)
             }
         }
+    }
+}
+
+/// `client_secret`, or the RFC 7523 §2.2 client assertion (`client_secret_post` and
+/// `private_key_jwt`, as Entra takes them).
+fn push_client_auth<'a>(form: &mut Vec<(&'static str, &'a str)>, auth: &'a ClientAuth) {
+    match auth {
+        ClientAuth::Secret(secret) => form.push(("client_secret", secret.expose())),
+        ClientAuth::Assertion(assertion) => form.extend([
+            ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+            ("client_assertion", assertion.expose()),
+        ]),
     }
 }
 

@@ -3,7 +3,9 @@
 //! or the wire JSON; answers in domain types and `BrokerError`.
 
 pub mod allowlist;
+pub mod authenticated;
 pub mod caller;
+pub mod certificate;
 pub mod credential;
 pub mod digest;
 pub mod entra_error;
@@ -25,10 +27,13 @@ use std::sync::Arc;
 
 use crate::broker::allowlist::Allowlist;
 use crate::broker::caller::{Caller, CallerKind};
-use crate::broker::credential::CredentialSource;
+use futures_util::future::BoxFuture;
+
+use crate::broker::authenticated::{Exchange, GrantRequest};
+use crate::broker::credential::{ClientCredential, CredentialSource};
 use crate::broker::digest::Digest;
 use crate::broker::error::BrokerError;
-use crate::broker::exchange::TokenEndpoint;
+use crate::broker::exchange::{IssuedToken, TokenEndpoint};
 use crate::broker::ids::{ClientId, TenantId};
 use crate::broker::jwks::JwksCache;
 use crate::broker::metrics::Metrics;
@@ -154,17 +159,10 @@ impl Broker {
             credential.version.as_bytes(),
             scope.as_str().as_bytes(),
         ]);
-        let endpoint = self.endpoint.clone();
-        let scope = scope.clone();
-        let fetch = move || {
-            let (endpoint, credential, scope) =
-                (endpoint.clone(), credential.clone(), scope.clone());
-            async move {
-                endpoint
-                    .client_credentials(&credential.secret, &scope)
-                    .await
-            }
+        let request = GrantRequest::ClientCredentials {
+            scope: scope.clone(),
         };
+        let fetch = self.fetch(credential, request);
         self.count(self.cache.get_or_fetch(key, u64::MAX, fetch).await)
     }
 
@@ -187,22 +185,32 @@ impl Broker {
             scope.as_str().as_bytes(),
             Digest::of_bytes(assertion.expose().as_bytes()).as_bytes(),
         ]);
-        let endpoint = self.endpoint.clone();
-        let (scope, assertion) = (scope.clone(), assertion.clone());
-        let fetch = move || {
-            let (endpoint, credential, scope, assertion) = (
-                endpoint.clone(),
-                credential.clone(),
-                scope.clone(),
-                assertion.clone(),
-            );
-            async move {
-                endpoint
-                    .on_behalf_of(&credential.secret, &assertion, &scope)
-                    .await
-            }
+        let request = GrantRequest::OnBehalfOf {
+            assertion: assertion.clone(),
+            scope: scope.clone(),
         };
+        let fetch = self.fetch(credential, request);
         self.count(self.cache.get_or_fetch(key, caller.expires_at, fetch).await)
+    }
+
+    /// The token cache's fetch for one cold key: the grant, authenticated with the credential whose
+    /// version is in that key.
+    fn fetch(
+        &self,
+        credential: Arc<ClientCredential>,
+        request: GrantRequest,
+    ) -> impl Fn() -> BoxFuture<'static, Result<IssuedToken, error::UpstreamError>> + Send + Sync + 'static
+    {
+        let exchange = Exchange {
+            endpoint: self.endpoint.clone(),
+            credentials: self.credential.clone(),
+            client_id: self.client_id.clone(),
+        };
+        move || {
+            let (exchange, credential, request) =
+                (exchange.clone(), credential.clone(), request.clone());
+            Box::pin(async move { exchange.run(credential, &request).await })
+        }
     }
 
     fn count(&self, outcome: Result<Grant, error::UpstreamError>) -> Result<Grant, BrokerError> {

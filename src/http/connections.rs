@@ -16,8 +16,11 @@ pub struct Connection {
     in_flight: AtomicUsize,
     /// Milliseconds since the registry started when the last request ended (or the connection opened).
     idle_since: AtomicU64,
-    /// Asks the connection to finish its current response, if any, and close.
+    /// Asks the connection to finish its current response, if any, and close (shutdown).
     pub close: Notify,
+    /// Tells an idle connection to close at once: it has no response to finish, and a header still
+    /// trickling in must not hold its place until the header timeout.
+    pub evict: Notify,
     registry: Arc<Registry>,
 }
 
@@ -68,6 +71,7 @@ impl Registry {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(self.now_ms()),
             close: Notify::new(),
+            evict: Notify::new(),
             registry: Arc::clone(self),
         });
         self.lock()
@@ -83,7 +87,7 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Asks the connection idle the longest to close; false when every connection is busy.
+    /// Tells the connection idle the longest to close; false when every connection is busy.
     pub fn evict_stalest_idle(&self) -> bool {
         let stalest = self
             .lock()
@@ -95,7 +99,7 @@ impl Registry {
             Some(connection) => {
                 // Idle now, so it is not counted again before it closes.
                 connection.in_flight.fetch_add(1, Ordering::Relaxed);
-                connection.close.notify_one();
+                connection.evict.notify_one();
                 true
             }
             None => false,
@@ -147,7 +151,7 @@ mod tests {
         assert!(registry.evict_stalest_idle());
         tokio::time::timeout(
             std::time::Duration::from_secs(1),
-            connection.close.notified(),
+            connection.evict.notified(),
         )
         .await
         .unwrap();

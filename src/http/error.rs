@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
+use crate::broker::credential::CredentialKind;
 use crate::broker::error::{BrokerError, LoadFailure, UpstreamErrorKind};
 
 /// What a description may name: configured alias names and the configured resource being asked for.
@@ -63,19 +64,20 @@ impl ApiError {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
                 B::AllowlistUnavailable(LoadFailure::Misconfigured)
-                | B::ClientSecretUnavailable(LoadFailure::Misconfigured) => {
+                | B::CredentialUnavailable(_, LoadFailure::Misconfigured) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
                 B::AllowlistUnavailable(LoadFailure::Unreachable)
-                | B::ClientSecretUnavailable(LoadFailure::Unreachable) => StatusCode::BAD_GATEWAY,
+                | B::CredentialUnavailable(_, LoadFailure::Unreachable) => StatusCode::BAD_GATEWAY,
                 B::Upstream(err) => match err.kind {
                     UpstreamErrorKind::Unavailable
                     | UpstreamErrorKind::InvalidResponse
-                    | UpstreamErrorKind::Refused => StatusCode::BAD_GATEWAY,
+                    | UpstreamErrorKind::Refused
+                    | UpstreamErrorKind::ManagedIdentityUnavailable => StatusCode::BAD_GATEWAY,
                     UpstreamErrorKind::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                    UpstreamErrorKind::CredentialsRejected | UpstreamErrorKind::ScopeRejected => {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    }
+                    UpstreamErrorKind::CredentialsRejected
+                    | UpstreamErrorKind::CredentialExpired
+                    | UpstreamErrorKind::ScopeRejected => StatusCode::INTERNAL_SERVER_ERROR,
                     UpstreamErrorKind::InteractionRequired { .. }
                     | UpstreamErrorKind::AssertionRejected => StatusCode::UNAUTHORIZED,
                     UpstreamErrorKind::ConsentRequired => StatusCode::FORBIDDEN,
@@ -108,16 +110,22 @@ impl ApiError {
                 B::AllowlistStale { .. } => "allowlist_stale",
                 B::AllowlistUnavailable(LoadFailure::Misconfigured) => "allowlist_misconfigured",
                 B::AllowlistUnavailable(LoadFailure::Unreachable) => "key_vault_unavailable",
-                B::ClientSecretUnavailable(LoadFailure::Misconfigured) => {
+                B::CredentialUnavailable(
+                    CredentialKind::Certificate,
+                    LoadFailure::Misconfigured,
+                ) => "client_certificate_misconfigured",
+                B::CredentialUnavailable(_, LoadFailure::Misconfigured) => {
                     "client_secret_misconfigured"
                 }
-                B::ClientSecretUnavailable(LoadFailure::Unreachable) => "key_vault_unavailable",
+                B::CredentialUnavailable(_, LoadFailure::Unreachable) => "key_vault_unavailable",
                 B::Upstream(err) => match err.kind {
                     UpstreamErrorKind::Unavailable => "entra_unavailable",
                     UpstreamErrorKind::InvalidResponse => "entra_invalid_response",
                     UpstreamErrorKind::Refused => "entra_error",
                     UpstreamErrorKind::Throttled { .. } => "upstream_throttled",
-                    UpstreamErrorKind::CredentialsRejected => "broker_credentials_rejected",
+                    UpstreamErrorKind::CredentialsRejected
+                    | UpstreamErrorKind::CredentialExpired => "broker_credentials_rejected",
+                    UpstreamErrorKind::ManagedIdentityUnavailable => "managed_identity_unavailable",
                     UpstreamErrorKind::ScopeRejected => "scope_rejected_by_entra",
                     UpstreamErrorKind::InteractionRequired { .. } => "interaction_required",
                     UpstreamErrorKind::AssertionRejected => "invalid_token",
@@ -174,6 +182,12 @@ impl ApiError {
             "client_secret_misconfigured" => {
                 "The broker could not load its client secret from Key Vault; check BROKER_CLIENT_SECRET_NAME and the managed identity's access."
             }
+            "client_certificate_misconfigured" => {
+                "The broker could not load a usable client certificate (missing, unreadable, not RSA of 2048 bits or more, or expired); check BROKER_CERTIFICATE_NAME or BROKER_CERTIFICATE_PATH and the broker's log."
+            }
+            "managed_identity_unavailable" => {
+                "The managed identity endpoint gave the broker no token for its federated credential; retry later, and check BROKER_MANAGED_IDENTITY_CLIENT_ID."
+            }
             "key_vault_unavailable" => {
                 "Key Vault or the managed identity endpoint could not be reached; retry later."
             }
@@ -188,7 +202,7 @@ impl ApiError {
                 "Microsoft Entra ID is throttling the broker; retry after the indicated delay."
             }
             "broker_credentials_rejected" => {
-                "Microsoft Entra ID rejected the broker's client credentials; check BROKER_CLIENT_ID and BROKER_CLIENT_SECRET (or BROKER_CLIENT_SECRET_NAME)."
+                "Microsoft Entra ID rejected the broker's own credential, or it has expired; check BROKER_CLIENT_ID and the credential BROKER_CREDENTIAL selects (the broker's log names the AADSTS code)."
             }
             "scope_rejected_by_entra" => {
                 "Microsoft Entra ID does not know the requested resource in this tenant; check the scope map settings."
@@ -376,6 +390,24 @@ mod tests {
                 "entra_unavailable",
             ),
             (
+                upstream(UpstreamErrorKind::CredentialExpired),
+                500,
+                "broker_credentials_rejected",
+            ),
+            (
+                upstream(UpstreamErrorKind::ManagedIdentityUnavailable),
+                502,
+                "managed_identity_unavailable",
+            ),
+            (
+                ApiError::Broker(BrokerError::CredentialUnavailable(
+                    CredentialKind::Certificate,
+                    LoadFailure::Misconfigured,
+                )),
+                500,
+                "client_certificate_misconfigured",
+            ),
+            (
                 upstream(UpstreamErrorKind::Throttled {
                     retry_after: Duration::from_secs(3),
                 }),
@@ -422,6 +454,7 @@ mod tests {
             },
             aadsts: Some(50076),
             correlation_id: None,
+            credential: None,
         }));
         let body = err.body(&ErrorContext::default());
         assert_eq!(body["claims"], claims);

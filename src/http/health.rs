@@ -4,17 +4,24 @@
 //!
 //! `ready` (200): everything loaded and current. `degraded` (200, still serving): a Key Vault value keeps
 //! failing to re-read, is empty or unparseable, the allowlist is past its maximum age (app callers are
-//! then refused), or the policy document is refused or keeps failing to re-read. `not_ready` (503): signing keys, policy, allowlist or client secret never loaded.
+//! then refused), the policy document is refused or keeps failing to re-read, or the client
+//! certificate expires within 14 days. `not_ready` (503): signing keys, policy, allowlist or the broker's
+//! credential never loaded, or its client certificate expired.
 
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use crate::broker::Broker;
 use crate::broker::allowlist::AllowlistStatus;
+use crate::broker::credential::{CredentialKind, CredentialSource};
 use crate::broker::freshness::{Freshness, ReadProblem};
+use crate::broker::validation::now;
 use crate::http::error::{ApiError, ErrorContext};
 use crate::http::reply::no_store_json;
 
@@ -27,9 +34,9 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
     let keys = broker.jwks.current();
     let allowlist = broker.allowlist.as_ref().map(|a| a.status());
     let policy = broker.policy.status();
-    let secret_loaded = broker.credential.current().is_ok();
+    let credential = CredentialHealth::of(&broker.credential);
     let secret = broker.credential.freshness();
-    let reasons = reasons(
+    let mut reasons = reasons(
         [
             (keys.is_none(), "signing_keys_not_loaded"),
             (policy.revision.is_none(), "policy_not_loaded"),
@@ -37,13 +44,15 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
                 allowlist.as_ref().is_some_and(|a| !a.loaded),
                 "allowlist_not_loaded",
             ),
-            (!secret_loaded, "client_secret_not_loaded"),
+            (!credential.loaded, credential.not_loaded_reason()),
         ],
         allowlist.as_ref(),
         &secret,
         &policy.freshness,
     );
-    let ready = !reasons.iter().any(|reason| reason.ends_with("_not_loaded"));
+    reasons.extend(credential.expiry_reason());
+    let ready = credential.usable == credential.loaded
+        && !reasons.iter().any(|reason| reason.ends_with("_not_loaded"));
     let status = match (ready, reasons.is_empty()) {
         (false, _) => "not_ready",
         (true, false) => "degraded",
@@ -57,7 +66,7 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
             "count": keys.as_ref().map(|k| k.len()),
             "age_seconds": keys.as_ref().map(|k| k.loaded_at.elapsed().as_secs()),
         },
-        "client_secret": with_freshness(json!({ "loaded": secret_loaded }), &secret),
+        "credential": with_freshness(json!(credential), &secret),
         "policy_revision": policy.revision,
         "policy": with_freshness(json!({
             "loaded": policy.revision.is_some(),
@@ -69,6 +78,14 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
         "token_cache_entries": broker.cache.len(),
         "counters": broker.metrics.snapshot(),
     });
+    // Kept for the secret kind, as before the credential section existed.
+    if let (CredentialKind::Secret, Some(fields)) = (broker.credential.kind(), body.as_object_mut())
+    {
+        fields.insert(
+            "client_secret".into(),
+            with_freshness(json!({ "loaded": credential.loaded }), &secret),
+        );
+    }
     // The legacy allowlist only exists without a policy document.
     if let (Some(allowlist), Some(fields)) = (allowlist, body.as_object_mut()) {
         let section = json!({
@@ -156,4 +173,96 @@ fn with_freshness(mut section: Value, freshness: &Freshness) -> Value {
         );
     }
     section
+}
+
+/// Within this many days of its `notAfter`, the client certificate is named in `reasons` (still ready).
+const CERTIFICATE_WARNING_DAYS: i64 = 14;
+const DAY: i64 = 86_400;
+
+/// What health says about the broker's own credential. Public facts only: the kind, a certificate's
+/// thumbprint and validity, the identity's client id and how old its token is.
+#[derive(Serialize)]
+struct CredentialHealth {
+    kind: &'static str,
+    loaded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thumbprint_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<String>,
+    /// Whole days until the certificate's `notAfter` (negative once past).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    days_left: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    /// `null` until the first token is held.
+    #[serde(skip_serializing_if = "is_not_identity")]
+    identity_token_age_seconds: Option<Option<u64>>,
+    /// Loaded, and not an expired certificate.
+    #[serde(skip)]
+    usable: bool,
+}
+
+fn is_not_identity(age: &Option<Option<u64>>) -> bool {
+    age.is_none()
+}
+
+impl CredentialHealth {
+    fn not_loaded_reason(&self) -> &'static str {
+        match self.kind {
+            "certificate" => "client_certificate_not_loaded",
+            "managed-identity" => "managed_identity_not_loaded",
+            _ => "client_secret_not_loaded",
+        }
+    }
+
+    /// `client_certificate_expired` (not ready), or `client_certificate_expires_soon` within
+    /// `CERTIFICATE_WARNING_DAYS` (degraded, still serving).
+    fn expiry_reason(&self) -> Option<&'static str> {
+        match self.days_left {
+            Some(_) if !self.usable => Some("client_certificate_expired"),
+            Some(days) if days < CERTIFICATE_WARNING_DAYS => {
+                Some("client_certificate_expires_soon")
+            }
+            _ => None,
+        }
+    }
+
+    fn of(source: &CredentialSource) -> Self {
+        let kind = source.kind();
+        let mut health = Self {
+            kind: kind.as_str(),
+            loaded: false,
+            thumbprint_sha256: None,
+            not_after: None,
+            days_left: None,
+            client_id: None,
+            identity_token_age_seconds: None,
+            usable: false,
+        };
+        let Ok(credential) = source.current() else {
+            return health;
+        };
+        health.loaded = true;
+        health.usable = true;
+        if let Some(certificate) = credential.certificate_details() {
+            let now = i64::try_from(now()).unwrap_or(i64::MAX);
+            health.usable = certificate.not_after > now;
+            health.days_left = Some((certificate.not_after - now).div_euclid(DAY));
+            health.thumbprint_sha256 = Some(certificate.thumbprint_sha256.clone());
+            health.not_after = rfc3339(certificate.not_after);
+        }
+        if kind == CredentialKind::ManagedIdentity {
+            health.client_id = Some(credential.used.version.to_string());
+            health.identity_token_age_seconds =
+                Some(credential.identity_token_age().map(|age| age.as_secs()));
+        }
+        health
+    }
+}
+
+fn rfc3339(unix: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
 }

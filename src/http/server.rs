@@ -142,6 +142,8 @@ async fn serve_connection<S>(
             served.as_mut().graceful_shutdown();
             served.await
         }
+        // Idle: no response to finish. Dropping the connection closes the socket.
+        () = connection.evict.notified() => return,
     };
     if let Err(err) = result {
         Metrics::add(if err.is_timeout() {

@@ -236,3 +236,32 @@ async fn malformed_requests_and_dropped_connections_write_no_warning_or_error_li
         "connection failures were logged loudly: {loud:#?}"
     );
 }
+
+#[tokio::test]
+async fn trickling_connections_filling_the_limit_make_room_for_normal_requests_at_once() {
+    // Arrange: a 16-connection limit, all of it taken by headers that never end (30 s timeout).
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn_with(&emulator, &[("BROKER_MAX_CONNECTIONS", "16")]).await;
+    let caller = emulator.msi_token().await;
+    let mut trickling = Vec::new();
+    for _ in 0..40 {
+        let mut stream = connect(&broker).await;
+        let _ = stream
+            .write_all(b"GET /api/health HTTP/1.1\r\nX-Slow: a")
+            .await;
+        trickling.push(stream);
+    }
+
+    // Act
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let response = broker.get_sp_token(&caller, sql_request()).await;
+        statuses.push(response.status().as_u16());
+    }
+
+    // Assert: served without waiting for any header timeout.
+    assert_eq!(statuses, vec![200; 10]);
+    assert_eq!(counter(&broker, "connections_timed_out").await, 0);
+    assert!(counter(&broker, "connections_evicted").await >= 24);
+    drop(trickling);
+}

@@ -10,6 +10,7 @@ mod adversarial_requests;
 mod adversarial_tokens;
 mod allowlist;
 mod audit;
+mod broker_credentials;
 mod caller_validation;
 mod connections;
 mod deploy_template;

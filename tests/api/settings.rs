@@ -55,3 +55,37 @@ async fn malformed_refresh_period_stops_start_up_naming_the_variable() {
     assert_start_up_stops_naming(&emulator, &app_settings, "BROKER_ALLOWLIST_REFRESH_SECONDS")
         .await;
 }
+
+#[tokio::test]
+async fn client_secret_beside_the_certificate_kind_stops_start_up_naming_both_settings() {
+    // The emulator's settings carry BROKER_CLIENT_SECRET; the certificate kind contradicts it.
+    let emulator = TestEmulator::start().await;
+    let app_settings = settings(
+        &emulator,
+        &[
+            ("BROKER_CREDENTIAL", "certificate"),
+            ("BROKER_CERTIFICATE_NAME", "broker-certificate"),
+        ],
+    );
+
+    assert_start_up_stops_naming(
+        &emulator,
+        &app_settings,
+        "BROKER_CLIENT_SECRET cannot be set with BROKER_CREDENTIAL=certificate",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn managed_identity_kind_without_its_client_id_stops_start_up_naming_it() {
+    let emulator = TestEmulator::start().await;
+    let mut app_settings = settings(&emulator, &[("BROKER_CREDENTIAL", "managed-identity")]);
+    app_settings.retain(|(name, _)| name != "BROKER_CLIENT_SECRET");
+
+    assert_start_up_stops_naming(
+        &emulator,
+        &app_settings,
+        "BROKER_MANAGED_IDENTITY_CLIENT_ID",
+    )
+    .await;
+}

@@ -90,6 +90,15 @@ pub fn missing_client_credential() -> EntraError {
     )
 }
 
+pub fn invalid_assertion_type() -> EntraError {
+    EntraError::bad_request(
+        INVALID_REQUEST,
+        50027,
+        "The client_assertion_type is not supported; it must be \
+         urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+    )
+}
+
 pub fn invalid_client_secret(client_id: &str) -> EntraError {
     EntraError::new(
         StatusCode::UNAUTHORIZED,

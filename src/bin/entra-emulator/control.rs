@@ -1,14 +1,16 @@
 //! The control API under `/_emulator` (plain HTTP, JSON in and out): mint caller tokens, rotate and retire
-//! signing keys, set secrets, inject faults, set the OBO policy, register resources, change settings and
-//! read or reset the counters. Never faulted; answers 400 `{"error","error_description"}` to bad input.
+//! signing keys, set secrets, make and register (or remove) the broker's certificates, add or revoke its
+//! federated credentials, read the client assertions presented, inject faults, set the OBO policy,
+//! register resources, change settings and read or reset the counters. Never faulted; answers 400 `{"error","error_description"}` to bad input.
 
 use crate::directory::Demand;
 use crate::http::{self, Request, Response};
-use crate::ids;
+use crate::identities::{BROKER_IDENTITY_OID, TENANT_ID, TOKEN_EXCHANGE_AUDIENCE};
 use crate::keys::SigningKey;
 use crate::mint::{self, MintRequest};
 use crate::state::State;
 use crate::vault::Vault;
+use crate::{app_credentials, clock, ids};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -65,6 +67,15 @@ pub async fn handle(state: &State, request: &Request, route: &[&str]) -> Respons
             Ok(key_summary(state))
         }
         (&Method::PUT, ["secrets", name]) => put_secret(state, request, name),
+        (&Method::POST, ["certificates"]) => certificates(state, request).await,
+        (&Method::DELETE, ["certificates", thumbprint]) => {
+            found(state.app_credentials().unregister(thumbprint))
+        }
+        (&Method::POST, ["federated-credentials"]) => federated(state, request),
+        (&Method::DELETE, ["federated-credentials", id]) => {
+            found(state.app_credentials().remove_federated(id))
+        }
+        (&Method::GET, ["assertions"]) => Ok(json!({"assertions": state.assertions()})),
         (&Method::POST, ["faults"]) => faults(state, request),
         (&Method::POST, ["obo-policy"]) => obo_policy(state, request),
         (&Method::POST, ["resources"]) => resources(state, request),
@@ -81,6 +92,11 @@ pub async fn handle(state: &State, request: &Request, route: &[&str]) -> Respons
             | ["stats", "reset"],
         ) => Err(Refusal::MethodNotAllowed("POST")),
         (_, ["secrets", _]) => Err(Refusal::MethodNotAllowed("PUT")),
+        (_, ["certificates" | "federated-credentials"]) => Err(Refusal::MethodNotAllowed("POST")),
+        (_, ["certificates" | "federated-credentials", _]) => {
+            Err(Refusal::MethodNotAllowed("DELETE"))
+        }
+        (_, ["assertions"]) => Err(Refusal::MethodNotAllowed("GET")),
         (_, ["stats"]) => Err(Refusal::MethodNotAllowed("GET")),
         _ => Err(Refusal::NotFound),
     };
@@ -122,6 +138,8 @@ fn put_secret(state: &State, request: &Request, name: &str) -> Result<Value, Ref
     #[serde(deny_unknown_fields)]
     struct Put {
         value: String,
+        #[serde(default)]
+        content_type: Option<String>,
     }
     if !Vault::is_valid_name(name) {
         return Err(bad_request(
@@ -129,11 +147,128 @@ fn put_secret(state: &State, request: &Request, name: &str) -> Result<Value, Ref
         ));
     }
     let put: Put = body(request)?;
-    let version = state.vault().set(name, &put.value);
+    let version = state
+        .vault()
+        .set_typed(name, &put.value, put.content_type.as_deref());
     Ok(json!({
         "name": version.name,
         "version": version.version,
         "id": format!("{}secrets/{}/{}", state.config.vault_url, version.name, version.version),
+    }))
+}
+
+fn found(removed: bool) -> Result<Value, Refusal> {
+    if removed {
+        Ok(json!({"removed": true}))
+    } else {
+        Err(Refusal::NotFound)
+    }
+}
+
+/// Makes a certificate; optionally registers it on the broker's app and stores it in the vault.
+async fn certificates(state: &State, request: &Request) -> Result<Value, Refusal> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Make {
+        #[serde(default = "yes")]
+        register: bool,
+        #[serde(default)]
+        vault_secret: Option<String>,
+        #[serde(default)]
+        vault_format: Option<String>,
+        /// Days from now to `notAfter`; negative makes an expired certificate.
+        #[serde(default = "a_year")]
+        valid_days: i64,
+    }
+    fn yes() -> bool {
+        true
+    }
+    fn a_year() -> i64 {
+        365
+    }
+    let make: Make = body(request)?;
+    if !(-3650..=3650).contains(&make.valid_days) || make.valid_days == 0 {
+        return Err(bad_request(
+            "valid_days must be between -3650 and 3650, not 0",
+        ));
+    }
+    let content_type = match make.vault_format.as_deref() {
+        None | Some("pkcs12") => "application/x-pkcs12",
+        Some("pem") => "application/x-pem-file",
+        Some(_) => return Err(bad_request("vault_format must be pkcs12 or pem")),
+    };
+    if make
+        .vault_secret
+        .as_deref()
+        .is_some_and(|name| !Vault::is_valid_name(name))
+    {
+        return Err(bad_request(
+            "secret names are 1-127 letters, digits and dashes",
+        ));
+    }
+    let now = clock::now();
+    let not_after = now + make.valid_days * 86_400;
+    let not_before = not_after.min(now) - 30 * 86_400;
+    let generated =
+        tokio::task::spawn_blocking(move || app_credentials::generate(not_before, not_after))
+            .await
+            .map_err(|error| bad_request(error.to_string()))?
+            .map_err(|error| bad_request(error.to_string()))?;
+    if make.register {
+        state
+            .app_credentials()
+            .register(generated.registration.clone());
+    }
+    if let Some(name) = &make.vault_secret {
+        let value = match content_type {
+            "application/x-pem-file" => &generated.pem,
+            _ => &generated.pkcs12_base64,
+        };
+        state.vault().set_typed(name, value, Some(content_type));
+    }
+    let registration = &generated.registration;
+    Ok(json!({
+        "thumbprint_sha256": app_credentials::hex_of(&registration.x5t_s256),
+        "x5t#S256": registration.x5t_s256,
+        "x5t": registration.x5t,
+        "not_after": registration.not_after,
+        "registered": make.register,
+        "pem": generated.pem,
+        "pkcs12": generated.pkcs12_base64,
+    }))
+}
+
+/// Adds a federated identity credential to the broker's app; by default the one that trusts the
+/// broker's user-assigned identity.
+fn federated(state: &State, request: &Request) -> Result<Value, Refusal> {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Add {
+        issuer: Option<String>,
+        subject: Option<String>,
+        audiences: Option<Vec<String>>,
+    }
+    let add: Add = body(request)?;
+    let issuer = add.issuer.unwrap_or_else(|| state.v2_issuer(TENANT_ID));
+    let subject = add
+        .subject
+        .unwrap_or_else(|| BROKER_IDENTITY_OID.to_owned());
+    let audiences = add
+        .audiences
+        .unwrap_or_else(|| vec![TOKEN_EXCHANGE_AUDIENCE.to_owned()]);
+    if issuer.is_empty() || subject.is_empty() || audiences.is_empty() {
+        return Err(bad_request(
+            "issuer, subject and audiences must not be empty",
+        ));
+    }
+    let record = state
+        .app_credentials()
+        .add_federated(&issuer, &subject, audiences);
+    Ok(json!({
+        "id": record.id,
+        "issuer": record.issuer,
+        "subject": record.subject,
+        "audiences": record.audiences,
     }))
 }
 

@@ -15,6 +15,14 @@ pub const FUNCTION_MI_OID: &str = "d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70";
 pub const FUNCTION_MI_CLIENT_ID: &str = "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7081";
 pub const FUNCTION_MI_RESOURCE_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg/providers/Microsoft.Web/sites/token-broker";
 
+/// The broker's user-assigned identity, attached to the Function App: reads Key Vault and, through a
+/// federated identity credential, authenticates the broker's app registration.
+pub const BROKER_IDENTITY_OID: &str = "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d";
+pub const BROKER_IDENTITY_CLIENT_ID: &str = "7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e";
+pub const BROKER_IDENTITY_RESOURCE_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/token-broker-identity";
+/// The audience of managed-identity tokens exchanged as federated credentials.
+pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
+
 pub const MSI_CALLER_OID: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
 pub const MSI_CALLER_APP_ID: &str = "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e";
 pub const MSI_CALLER_RESOURCE_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/fabric-ws";
@@ -56,6 +64,7 @@ pub fn default_resources() -> Vec<String> {
         "https://management.azure.com/",
         "https://api.fabric.microsoft.com",
         "https://analysis.windows.net/powerbi/api",
+        TOKEN_EXCHANGE_AUDIENCE,
     ]
     .iter()
     .map(|r| (*r).to_owned())

@@ -102,6 +102,17 @@ impl Jwt {
         }
     }
 
+    /// True when the signature verifies with `public_key` (PKCS#1 DER) under `algorithm`.
+    pub fn verify_with(
+        &self,
+        algorithm: &'static aws_lc_rs::signature::RsaParameters,
+        public_key: &[u8],
+    ) -> bool {
+        aws_lc_rs::signature::UnparsedPublicKey::new(algorithm, public_key)
+            .verify(self.signing_input.as_bytes(), &self.signature)
+            .is_ok()
+    }
+
     pub fn str_claim(&self, name: &str) -> Option<&str> {
         self.claims.get(name).and_then(Value::as_str)
     }

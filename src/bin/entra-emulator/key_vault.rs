@@ -4,7 +4,9 @@
 //! secret. Error bodies are Key Vault's `{"error":{"code","message"}}` with its AKV/IDX message texts.
 
 use crate::http::{self, Request, Response};
-use crate::identities::{FUNCTION_MI_OID, KEY_VAULT_API_VERSIONS, TENANT_ID, VAULT_RESOURCE};
+use crate::identities::{
+    BROKER_IDENTITY_OID, FUNCTION_MI_OID, KEY_VAULT_API_VERSIONS, TENANT_ID, VAULT_RESOURCE,
+};
 use crate::jwt::{Jwt, VerifyError};
 use crate::state::State;
 use crate::stats::Counter;
@@ -70,7 +72,9 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
             return unauthorized(state, &message);
         }
     };
-    if caller.oid != FUNCTION_MI_OID {
+    // The Function App's system-assigned identity and the broker's user-assigned one hold the
+    // Key Vault Secrets User role; nobody else does.
+    if caller.oid != FUNCTION_MI_OID && caller.oid != BROKER_IDENTITY_OID {
         return forbidden(&caller, name);
     }
     let query = request.query_pairs();
@@ -107,6 +111,7 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
         StatusCode::OK,
         &json!({
             "value": secret.value,
+            "contentType": secret.content_type,
             "id": format!("{}secrets/{}/{}", state.config.vault_url, secret.name, secret.version),
             "attributes": {
                 "enabled": true,

@@ -4,7 +4,10 @@
 //! it shares no code with the broker library.
 
 mod aadsts;
+mod aadsts_assertion;
+mod app_credentials;
 mod cli;
+mod client_assertion;
 mod clock;
 mod control;
 mod directory;

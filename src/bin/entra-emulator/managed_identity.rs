@@ -1,11 +1,15 @@
 //! The App Service managed-identity endpoint `GET /msi/token` (api-version 2019-08-01): checks
-//! `X-IDENTITY-HEADER` (missing → 400, wrong → 401), the api-version, `resource` and any identity selector,
-//! and answers with a v1 app token for the Function App's identity. Errors use App Service's
-//! `{statusCode, message, correlationId}` shape.
+//! `X-IDENTITY-HEADER` (missing → 400, wrong → 401), the api-version, `resource` and any identity selector
+//! (`client_id`, `principal_id`/`object_id`, `mi_res_id`), and answers with an app token for the Function
+//! App's system-assigned identity or, selected, the broker's user-assigned one: v1 for resources, v2 (the
+//! tenant's v2 issuer, `sub` = the identity's object id) for `api://AzureADTokenExchange`, as federated
+//! credentials expect. Errors use App Service's `{statusCode, message, correlationId}` shape.
 
 use crate::http::{self, Request, Response};
 use crate::identities::{
+    BROKER_IDENTITY_CLIENT_ID, BROKER_IDENTITY_OID, BROKER_IDENTITY_RESOURCE_ID,
     FUNCTION_MI_CLIENT_ID, FUNCTION_MI_OID, FUNCTION_MI_RESOURCE_ID, TENANT_ID, TENANT_NAME,
+    TOKEN_EXCHANGE_AUDIENCE,
 };
 use crate::ids;
 use crate::issue;
@@ -15,13 +19,38 @@ use warp::http::{Method, StatusCode};
 
 const API_VERSION: &str = "2019-08-01";
 
-/// The parameters that select a user-assigned identity, and the value that would mean this one.
-const SELECTORS: [(&str, &str); 4] = [
-    ("client_id", FUNCTION_MI_CLIENT_ID),
-    ("principal_id", FUNCTION_MI_OID),
-    ("object_id", FUNCTION_MI_OID),
-    ("mi_res_id", FUNCTION_MI_RESOURCE_ID),
+/// An identity attached to the Function App.
+struct Identity {
+    oid: &'static str,
+    client_id: &'static str,
+    resource_id: &'static str,
+}
+
+/// The system-assigned identity first (chosen when no selector is given), then the user-assigned one.
+const IDENTITIES: [Identity; 2] = [
+    Identity {
+        oid: FUNCTION_MI_OID,
+        client_id: FUNCTION_MI_CLIENT_ID,
+        resource_id: FUNCTION_MI_RESOURCE_ID,
+    },
+    Identity {
+        oid: BROKER_IDENTITY_OID,
+        client_id: BROKER_IDENTITY_CLIENT_ID,
+        resource_id: BROKER_IDENTITY_RESOURCE_ID,
+    },
 ];
+
+impl Identity {
+    /// The value of each selector parameter that would mean this identity.
+    fn selectors(&self) -> [(&'static str, &'static str); 4] {
+        [
+            ("client_id", self.client_id),
+            ("principal_id", self.oid),
+            ("object_id", self.oid),
+            ("mi_res_id", self.resource_id),
+        ]
+    }
+}
 
 /// An App Service identity-endpoint error answer.
 pub fn failure(status: StatusCode, message: &str) -> Response {
@@ -33,13 +62,17 @@ pub fn failure(status: StatusCode, message: &str) -> Response {
 
 pub fn handle(state: &State, request: &Request) -> Response {
     match validate(state, request) {
-        Ok((resource, lifetime)) => token(state, &resource, lifetime),
+        Ok((identity, resource, lifetime)) => token(state, identity, &resource, lifetime),
         Err((status, message)) => failure(status, &message),
     }
 }
 
-/// The requested resource and the token lifetime, or the refusal's status and message.
-fn validate(state: &State, request: &Request) -> Result<(String, i64), (StatusCode, String)> {
+/// The selected identity, the requested resource and the token lifetime, or the refusal's status and
+/// message.
+fn validate(
+    state: &State,
+    request: &Request,
+) -> Result<(&'static Identity, String, i64), (StatusCode, String)> {
     let bad = |message: &str| (StatusCode::BAD_REQUEST, message.to_owned());
     if request.method != Method::GET {
         return Err((
@@ -74,12 +107,13 @@ fn validate(state: &State, request: &Request) -> Result<(String, i64), (StatusCo
     }
     let resource =
         param("resource").ok_or_else(|| bad("The resource query parameter is required."))?;
-    if SELECTORS
-        .iter()
-        .any(|(name, ours)| param(name).is_some_and(|asked| !asked.eq_ignore_ascii_case(ours)))
-    {
-        return Err(bad("Unable to load the proper Managed Identity."));
-    }
+    let selected = IDENTITIES.iter().find(|identity| {
+        identity
+            .selectors()
+            .iter()
+            .all(|(name, ours)| param(name).is_none_or(|asked| asked.eq_ignore_ascii_case(ours)))
+    });
+    let identity = selected.ok_or_else(|| bad("Unable to load the proper Managed Identity."))?;
     let directory = state.directory();
     if !directory.knows_resource(resource) {
         // App Service passes Entra's refusal through.
@@ -87,20 +121,31 @@ fn validate(state: &State, request: &Request) -> Result<(String, i64), (StatusCo
             "AADSTS500011: The resource principal named {resource} was not found in the tenant named {TENANT_NAME}."
         )));
     }
-    Ok((resource.to_owned(), directory.token_lifetime))
+    Ok((identity, resource.to_owned(), directory.token_lifetime))
 }
 
-/// The 200 answer: a v1 app token for the Function App's identity, `expires_on` as a string.
-fn token(state: &State, resource: &str, lifetime: i64) -> Response {
+/// The 200 answer: an app token for `identity`, `expires_on` as a string.
+fn token(state: &State, identity: &Identity, resource: &str, lifetime: i64) -> Response {
     let mut claims = issue::v1_claims(TENANT_ID, resource, lifetime);
+    if resource == TOKEN_EXCHANGE_AUDIENCE {
+        claims.extend(issue::object(json!({
+            "iss": state.v2_issuer(TENANT_ID),
+            "azp": identity.client_id,
+            "azpacr": "2",
+            "ver": "2.0",
+        })));
+    } else {
+        claims.extend(issue::object(json!({
+            "appid": identity.client_id,
+            "appidacr": "2",
+            "idp": State::v1_issuer(TENANT_ID),
+        })));
+    }
     claims.extend(issue::object(json!({
-        "appid": FUNCTION_MI_CLIENT_ID,
-        "appidacr": "2",
-        "idp": State::v1_issuer(TENANT_ID),
         "idtyp": "app",
-        "oid": FUNCTION_MI_OID,
-        "sub": FUNCTION_MI_OID,
-        "xms_mirid": FUNCTION_MI_RESOURCE_ID,
+        "oid": identity.oid,
+        "sub": identity.oid,
+        "xms_mirid": identity.resource_id,
     })));
     let expires_on = claims
         .get("exp")
@@ -114,7 +159,7 @@ fn token(state: &State, resource: &str, lifetime: i64) -> Response {
                 "expires_on": expires_on.to_string(),
                 "resource": resource,
                 "token_type": "Bearer",
-                "client_id": FUNCTION_MI_CLIENT_ID,
+                "client_id": identity.client_id,
             }),
         ),
         Err(_) => failure(

@@ -1,6 +1,7 @@
 //! Shared state: the run's configuration, the key ring, faults, counters, the tenant's directory and the
 //! vault. Locks are std locks, taken briefly and never held across `.await`; a poisoned lock is recovered.
 
+use crate::app_credentials::AppCredentials;
 use crate::directory::Directory;
 use crate::faults::Faults;
 use crate::keys::KeyRing;
@@ -27,8 +28,14 @@ pub struct State {
     faults: Mutex<Faults>,
     directory: Mutex<Directory>,
     vault: Mutex<Vault>,
+    app_credentials: Mutex<AppCredentials>,
+    /// The last client assertions presented, so tests can check that none reached a log.
+    assertions: Mutex<Vec<String>>,
     pub stats: Stats,
 }
+
+/// How many presented client assertions are kept.
+const ASSERTIONS_KEPT: usize = 64;
 
 impl State {
     pub fn new(config: Config, keys: KeyRing) -> Self {
@@ -39,6 +46,8 @@ impl State {
             faults: Mutex::new(Faults::default()),
             directory: Mutex::new(Directory::new()),
             vault: Mutex::new(vault),
+            app_credentials: Mutex::new(AppCredentials::default()),
+            assertions: Mutex::new(Vec::new()),
             stats: Stats::default(),
         }
     }
@@ -63,6 +72,30 @@ impl State {
 
     pub fn vault(&self) -> MutexGuard<'_, Vault> {
         self.vault.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn app_credentials(&self) -> MutexGuard<'_, AppCredentials> {
+        self.app_credentials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn remember_assertion(&self, assertion: &str) {
+        let mut kept = self
+            .assertions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if kept.len() == ASSERTIONS_KEPT {
+            kept.remove(0);
+        }
+        kept.push(assertion.to_owned());
+    }
+
+    pub fn assertions(&self) -> Vec<String> {
+        self.assertions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// `https://sts.windows.net/{tenant}/`, the v1 issuer.

@@ -16,11 +16,14 @@ pub enum Counter {
     /// Key Vault 401s to a request that presented a bearer token (not the SDK's first, bare request).
     KeyVaultTokenRefused,
     Identity,
+    /// Token requests the broker authenticated with a certificate assertion, and with a federated one.
+    CertificateAssertion,
+    FederatedAssertion,
 }
 
 #[derive(Default)]
 pub struct Stats {
-    counts: [AtomicU64; 9],
+    counts: [AtomicU64; 11],
 }
 
 impl Stats {
@@ -45,6 +48,10 @@ impl Stats {
             "key_vault_requests": self.get(Counter::KeyVault),
             "key_vault_token_refusals": self.get(Counter::KeyVaultTokenRefused),
             "identity_requests": self.get(Counter::Identity),
+            "client_assertions": {
+                "certificate": self.get(Counter::CertificateAssertion),
+                "federated": self.get(Counter::FederatedAssertion),
+            },
         })
     }
 

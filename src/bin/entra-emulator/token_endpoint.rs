@@ -10,7 +10,7 @@ use crate::identities::{self, BROKER_CLIENT_ID, BROKER_SP_OID, TENANT_ID};
 use crate::issue::{self, Claims};
 use crate::state::State;
 use crate::stats::Counter;
-use crate::{aadsts, ids, obo};
+use crate::{aadsts, client_assertion, ids, obo};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
@@ -111,16 +111,21 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
     Some((unescape(id)?, unescape(secret)?))
 }
 
-/// Only the broker is a confidential client, and only in its home tenant. The secret comes in the form
-/// (`client_secret_post`) or in a Basic Authorization header, never both.
+/// Only the broker is a confidential client, and only in its home tenant. It proves itself with its
+/// secret, in the form (`client_secret_post`) or a Basic Authorization header, or with a client
+/// assertion (`private_key_jwt`: a certificate or a federated credential); never with two of these.
 pub fn authenticate(
     state: &State,
     form: &Form,
     tenant: &str,
     tenant_name: &str,
 ) -> Result<(), EntraError> {
+    let assertion = form.get("client_assertion");
+    let assertion_type = form.get("client_assertion_type");
     let (client_id, secret) = match &form.basic {
-        Some(_) if form.get("client_secret").is_some() => return Err(aadsts::malformed_request()),
+        Some(_) if form.get("client_secret").is_some() || assertion.is_some() => {
+            return Err(aadsts::malformed_request());
+        }
         Some((id, _)) if form.get("client_id").is_some_and(|posted| posted != id) => {
             return Err(aadsts::malformed_request());
         }
@@ -131,11 +136,28 @@ pub fn authenticate(
     {
         return Err(aadsts::unknown_client(client_id, tenant_name));
     }
-    let secret = secret.ok_or_else(aadsts::missing_client_credential)?;
-    if !ids::secrets_equal(secret, &state.config.broker_client_secret) {
-        return Err(aadsts::invalid_client_secret(BROKER_CLIENT_ID));
+    match (secret, assertion, assertion_type) {
+        (Some(_), Some(_), _) | (Some(_), None, Some(_)) => Err(aadsts::malformed_request()),
+        (Some(secret), None, None) => {
+            if ids::secrets_equal(secret, &state.config.broker_client_secret) {
+                Ok(())
+            } else {
+                Err(aadsts::invalid_client_secret(BROKER_CLIENT_ID))
+            }
+        }
+        (None, Some(assertion), Some(client_assertion::ASSERTION_TYPE)) => {
+            state.remember_assertion(assertion);
+            let method = client_assertion::check(state, assertion, client_id)?;
+            state.stats.bump(match method {
+                client_assertion::Method::Certificate => Counter::CertificateAssertion,
+                client_assertion::Method::Federated => Counter::FederatedAssertion,
+            });
+            Ok(())
+        }
+        (None, Some(_), Some(_)) => Err(aadsts::invalid_assertion_type()),
+        (None, Some(_), None) => Err(aadsts::missing_parameter("client_assertion_type")),
+        (None, None, _) => Err(aadsts::missing_client_credential()),
     }
-    Ok(())
 }
 
 fn client_credentials(

@@ -11,6 +11,8 @@ pub struct SecretVersion {
     pub name: String,
     pub version: String,
     pub value: String,
+    /// `contentType` (Key Vault's certificates: `application/x-pkcs12` or `application/x-pem-file`).
+    pub content_type: Option<String>,
     pub created: i64,
 }
 
@@ -36,10 +38,21 @@ impl Vault {
 
     /// Adds a new version and returns it.
     pub fn set(&mut self, name: &str, value: &str) -> SecretVersion {
+        self.set_typed(name, value, None)
+    }
+
+    /// Adds a new version with a content type and returns it.
+    pub fn set_typed(
+        &mut self,
+        name: &str,
+        value: &str,
+        content_type: Option<&str>,
+    ) -> SecretVersion {
         let version = SecretVersion {
             name: name.to_owned(),
             version: ids::secret_version(),
             value: value.to_owned(),
+            content_type: content_type.map(str::to_owned),
             created: clock::now(),
         };
         self.secrets

@@ -28,7 +28,12 @@ impl TestBroker {
     /// Starts the broker with the emulator's settings plus `overrides`, waits for readiness, and
     /// puts the host's front end before it.
     pub async fn spawn_with(emulator: &TestEmulator, overrides: &[(&str, &str)]) -> Self {
-        let mut process = BrokerProcess::launch(&settings(emulator, overrides));
+        Self::spawn_with_settings(settings(emulator, overrides)).await
+    }
+
+    /// Starts the broker with exactly these settings.
+    pub async fn spawn_with_settings(settings: Vec<(String, String)>) -> Self {
+        let mut process = BrokerProcess::launch(&settings);
         process.wait_ready().await;
         let front_end = FrontEnd::start(FunctionApp::load(), process.port).await;
         Self {

@@ -158,6 +158,38 @@ impl TestEmulator {
         self.control("POST", "/obo-policy", Some(request)).await;
     }
 
+    /// Makes a certificate (`POST /_emulator/certificates`): by default registered on the broker's
+    /// app; `vault_secret` also stores it in Key Vault. The answer has `thumbprint_sha256`, `pem`,
+    /// `pkcs12` (base64) and `not_after`.
+    pub async fn make_certificate(&self, request: Value) -> Value {
+        self.control("POST", "/certificates", Some(request)).await
+    }
+
+    /// Removes a certificate from the broker's app registration.
+    pub async fn unregister_certificate(&self, thumbprint: &str) {
+        let path = format!("/certificates/{thumbprint}");
+        self.control("DELETE", &path, None).await;
+    }
+
+    /// Trusts the broker's user-assigned identity as a federated credential; returns the record id.
+    pub async fn add_federated_credential(&self) -> String {
+        let body = self
+            .control("POST", "/federated-credentials", Some(json!({})))
+            .await;
+        body["id"].as_str().expect("record id").to_owned()
+    }
+
+    pub async fn revoke_federated_credential(&self, id: &str) {
+        let path = format!("/federated-credentials/{id}");
+        self.control("DELETE", &path, None).await;
+    }
+
+    /// The client assertions the token endpoint was shown, oldest first.
+    pub async fn client_assertions(&self) -> Vec<String> {
+        let body = self.control("GET", "/assertions", None).await;
+        serde_json::from_value(body["assertions"].clone()).expect("assertions")
+    }
+
     pub async fn stats(&self) -> Value {
         self.control("GET", "/stats", None).await
     }

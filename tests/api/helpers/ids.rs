@@ -18,6 +18,8 @@ pub const USER_UPN: &str = "ana@contoso.com";
 pub const USER2_OID: &str = "4d5e6f7a-8b9c-4dae-9f01-3b4c5d6e7f80";
 pub const USER2_UPN: &str = "ben@contoso.com";
 pub const USER2_NAME: &str = "Ben Okafor";
+/// The broker's user-assigned identity, attached to the emulated Function App.
+pub const BROKER_IDENTITY_CLIENT_ID: &str = "7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e";
 pub const ALLOWLIST_SECRET: &str = "allowed-msi-oids";
 
 pub const SQL_RESOURCE: &str = "https://database.windows.net";
