@@ -86,7 +86,7 @@ fn app_settings(template: &Value) -> Vec<(String, String)> {
 /// The environment variable names the broker reads: every quoted upper-case name in the library's
 /// non-test source (`src/**/*.rs` outside `src/bin`, each file cut at its `#[cfg(test)]`), where all
 /// settings are read (settings.rs and the modules beside it).
-fn settings_the_broker_reads() -> BTreeSet<String> {
+pub fn settings_the_broker_reads() -> BTreeSet<String> {
     non_test_sources()
         .iter()
         .flat_map(|source| quoted_names(source))

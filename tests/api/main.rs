@@ -14,6 +14,7 @@ mod broker_credentials;
 mod caller_validation;
 mod connections;
 mod deploy_template;
+mod docs;
 mod function_config;
 mod get_sp_token;
 mod health;
