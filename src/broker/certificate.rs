@@ -16,6 +16,7 @@ use serde_json::json;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
+use crate::broker::ids::Guid;
 use crate::secret::Secret;
 
 /// Smallest RSA modulus accepted, in bits (Entra's own floor for certificate credentials).
@@ -148,7 +149,7 @@ impl ClientCertificate {
             "aud": token_endpoint,
             "iss": client_id,
             "sub": client_id,
-            "jti": random_jti(),
+            "jti": Guid::random_v4().as_str(),
             "nbf": now,
             "iat": now,
             "exp": now + ASSERTION_LIFETIME_SECONDS,
@@ -189,22 +190,6 @@ fn key_refusal(certificates: &[&[u8]]) -> CertificateError {
             _ => None,
         })
         .unwrap_or(CertificateError::NotRsa)
-}
-
-/// A random version-4 GUID.
-fn random_jti() -> String {
-    let mut bytes: [u8; 16] = rand::random();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use url::Url;
 use crate::broker::credential::ClientAuth;
 use crate::broker::entra_error;
 use crate::broker::error::{UpstreamError, UpstreamErrorKind};
-use crate::broker::ids::{ClientId, TenantId};
+use crate::broker::ids::{ClientId, Guid, TenantId};
 use crate::broker::metrics::Metrics;
 use crate::broker::scope::TargetScope;
 use crate::broker::upstream::{Upstream, UpstreamCallError};
@@ -106,7 +106,7 @@ impl TokenEndpoint {
     async fn request(&self, form: &[(&str, &str)]) -> Result<IssuedToken, UpstreamError> {
         self.breaker.check()?;
         Metrics::add(&self.metrics.token_endpoint_calls);
-        let correlation_id = new_correlation_id();
+        let correlation_id = Guid::random_v4().to_string();
         let started = Instant::now();
         let outcome = match self
             .upstream
@@ -197,19 +197,6 @@ pub(crate) fn parse_success(body: &[u8]) -> Result<(SecretJson, u64), UpstreamEr
     }
     let token = SecretJson::new(&token).ok_or_else(invalid)?;
     Ok((token, expires_in))
-}
-
-fn new_correlation_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 /// Fails fast while Entra is down or throttling, instead of piling requests onto it: opens after

@@ -3,7 +3,7 @@
 //! Parsing accepts only the 8-4-4-4-12 ASCII-hex form, so whitespace, braces and Unicode look-alikes of an
 //! allowed id never compare equal to it; letter case is folded because Entra treats GUIDs case-insensitively.
 
-use std::fmt;
+use std::fmt::{self, Write};
 use std::str::FromStr;
 
 /// A GUID in canonical lower-case form. Equality is exact on that form.
@@ -22,6 +22,22 @@ pub type ObjectId = Guid;
 pub struct NotAGuid;
 
 impl Guid {
+    /// A random version-4 GUID (RFC 9562 §5.4), for correlation ids and assertion `jti`s.
+    pub fn random_v4() -> Self {
+        let mut bytes: [u8; 16] = rand::random();
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let mut text = String::with_capacity(36);
+        for (i, byte) in bytes.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                text.push('-');
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{byte:02x}");
+        }
+        Self(text.into())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -73,6 +89,18 @@ impl fmt::Debug for Guid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_v4_guids_are_canonical_version_4_and_distinct() {
+        let (a, b) = (Guid::random_v4(), Guid::random_v4());
+        assert_eq!(Guid::parse_canonical(a.as_str()), Ok(a.clone()));
+        assert_eq!(a.as_str().as_bytes()[14], b'4');
+        assert!(matches!(
+            a.as_str().as_bytes()[19],
+            b'8' | b'9' | b'a' | b'b'
+        ));
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn upper_case_guid_is_folded_to_lower_case() {
