@@ -32,7 +32,7 @@ use crate::settings::{
     CertificateSource, ClientSecretSource, CredentialSettings, PolicyDocumentSource, Settings,
 };
 
-/// Longest wait for the first signing keys and Key Vault values before listening anyway; the host
+/// Longest wait for the first signing keys and Key Vault values before serving anyway; the host
 /// allows 30 s, and requests arriving before the keys get a 503 with Retry-After.
 const FIRST_LOAD_WAIT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -99,6 +99,16 @@ impl App {
             &settings, upstream, metrics, credential,
         )?));
 
+        // IPv4 loopback: the host always connects to http://127.0.0.1:<port>. Bound before the first
+        // loads, so the port the host chose is ours from the start (no other process can take it while
+        // they run); the host's readiness poll waits in the listen backlog until serving begins.
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, settings.port))
+            .await
+            .map_err(|source| StartupError::Bind {
+                port: settings.port,
+                source,
+            })?;
+
         let policy_file = match &settings.policy_document {
             Some(PolicyDocumentSource::File { path }) => Some(path.clone()),
             _ => None,
@@ -147,13 +157,6 @@ impl App {
         }
         refresh::spawn_housekeeping(broker.clone(), HOUSEKEEPING);
 
-        // IPv4 loopback: the host always connects to http://127.0.0.1:<port>.
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, settings.port))
-            .await
-            .map_err(|source| StartupError::Bind {
-                port: settings.port,
-                source,
-            })?;
         let limits = ServerLimits {
             header_read_timeout: settings.header_read_timeout,
             max_connections: settings.max_connections,
