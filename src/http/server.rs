@@ -91,13 +91,16 @@ async fn make_room(registry: &Registry, max_connections: usize, metrics: &Metric
 async fn accept_failed(err: &std::io::Error, registry: &Registry, metrics: &Metrics) {
     Metrics::add(&metrics.connection_errors);
     tracing::debug!(error = %err, "accept failed");
-    // Out of descriptors (EMFILE, ENFILE): free one held by an idle connection.
+    // Out of descriptors (EMFILE, ENFILE): free one held by an idle connection, and let its task run
+    // (closing the descriptor) before accepting again, rather than wait out the backoff.
     if err
         .raw_os_error()
         .is_some_and(|code| code == 23 || code == 24)
         && registry.evict_stalest_idle()
     {
         Metrics::add(&metrics.connections_evicted);
+        tokio::task::yield_now().await;
+        return;
     }
     if err.kind() != ErrorKind::ConnectionAborted {
         tokio::time::sleep(ACCEPT_BACKOFF).await;

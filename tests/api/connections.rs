@@ -265,3 +265,31 @@ async fn trickling_connections_filling_the_limit_make_room_for_normal_requests_a
     assert!(counter(&broker, "connections_evicted").await >= 24);
     drop(trickling);
 }
+
+#[tokio::test]
+async fn idle_connections_taking_every_descriptor_make_room_for_normal_requests() {
+    // Arrange: a broker allowed 128 descriptors, below its 1,024-connection limit, with its caches
+    // warm; then 400 idle connections, more than it has descriptors for.
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn_with_descriptor_limit(&emulator, &[], 128).await;
+    let caller = emulator.msi_token().await;
+    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+    let mut held = Vec::new();
+    for _ in 0..400 {
+        held.push(connect(&broker).await);
+    }
+
+    // Act
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let response = broker.get_sp_token(&caller, sql_request()).await;
+        statuses.push(response.status().as_u16());
+    }
+
+    // Assert: served without waiting for any held connection's header timeout, because running out of
+    // descriptors closed idle connections.
+    assert_eq!(statuses, vec![200; 20]);
+    assert_eq!(counter(&broker, "connections_timed_out").await, 0);
+    assert!(counter(&broker, "connections_evicted").await >= 1);
+    drop(held);
+}

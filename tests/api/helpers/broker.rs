@@ -33,7 +33,24 @@ impl TestBroker {
 
     /// Starts the broker with exactly these settings.
     pub async fn spawn_with_settings(settings: Vec<(String, String)>) -> Self {
-        let mut process = BrokerProcess::launch(&settings);
+        Self::start(BrokerProcess::launch(&settings)).await
+    }
+
+    /// As `spawn_with`, in a process allowed only `descriptor_limit` open descriptors.
+    pub async fn spawn_with_descriptor_limit(
+        emulator: &TestEmulator,
+        overrides: &[(&str, &str)],
+        descriptor_limit: u32,
+    ) -> Self {
+        let settings = settings(emulator, overrides);
+        Self::start(BrokerProcess::launch_limited(
+            &settings,
+            Some(descriptor_limit),
+        ))
+        .await
+    }
+
+    async fn start(mut process: BrokerProcess) -> Self {
         process.wait_ready().await;
         let front_end = FrontEnd::start(FunctionApp::load(), process.port).await;
         Self {

@@ -61,9 +61,27 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts `token-broker` with `settings` as the app settings, without waiting for readiness.
     pub fn launch(settings: &[(String, String)]) -> Self {
+        Self::launch_limited(settings, None)
+    }
+
+    /// As `launch`, with the process's open-descriptor limit lowered to `descriptor_limit` (by
+    /// `ulimit -n` in a shell that then execs the broker, so the process is still the broker's).
+    pub fn launch_limited(settings: &[(String, String)], descriptor_limit: Option<u32>) -> Self {
         let port = free_port();
         let worker_id = new_guid();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_token-broker"))
+        let binary = env!("CARGO_BIN_EXE_token-broker");
+        let mut command = match descriptor_limit {
+            None => Command::new(binary),
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\""))
+                    .arg(binary);
+                shell
+            }
+        };
+        let mut child = command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(settings.iter().map(|(name, value)| (name, value)))
