@@ -92,9 +92,12 @@ async fn run(duration: Duration) -> anyhow::Result<Tally> {
     let workers: Vec<_> = (0..WORKERS)
         .map(|worker| {
             let (tokens, tally, verifier) = (tokens.clone(), tally.clone(), verifier.clone());
-            let addr = broker.addr();
+            let (addr, emulator) = (broker.addr(), emulator.clone());
             tokio::spawn(async move {
-                tally::drive(worker, addr, &tokens, &verifier, &tally, deadline).await
+                tally::drive(
+                    worker, addr, &emulator, &tokens, &verifier, &tally, deadline,
+                )
+                .await
             })
         })
         .collect();

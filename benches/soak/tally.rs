@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::traffic::{self, Case, MIX, SQL_RESOURCE, SharedTokens};
+use crate::emulator::Emulator;
+use crate::traffic::{self, Case, MIX, NewUser, SQL_RESOURCE, SharedTokens};
 use crate::verify::{Expected, Verifier};
 
 /// Wrong answers and undocumented 5xx described in the report, at most.
@@ -105,8 +106,15 @@ impl Tally {
         }
     }
 
-    /// Judges one answer to `case`.
-    async fn judge(&self, verifier: &Verifier, case: Case, status: u16, body: &Value) {
+    /// Judges one answer to `case`, whose token (if valid) must be issued to `expected_oid`.
+    async fn judge(
+        &self,
+        verifier: &Verifier,
+        case: Case,
+        expected_oid: Option<&str>,
+        status: u16,
+        body: &Value,
+    ) {
         let code = body["error"].as_str().unwrap_or_default().to_owned();
         if status >= 500 && !self.documented.0.contains(&(status, code.clone())) {
             Self::note(&self.undocumented, format!("{case:?}: {status} {body}"));
@@ -117,7 +125,7 @@ impl Tally {
             .expect("answers poisoned")
             .entry((status, code))
             .or_default() += 1;
-        let Some(oid) = traffic::expected_oid(case) else {
+        let Some(oid) = expected_oid else {
             self.hostile.fetch_add(1, Ordering::Relaxed);
             if status == 200 {
                 Self::note(&self.wrong, format!("{case:?}: a hostile request got 200"));
@@ -187,6 +195,7 @@ impl Tally {
 pub async fn drive(
     worker: usize,
     broker: SocketAddr,
+    emulator: &Emulator,
     tokens: &SharedTokens,
     verifier: &Verifier,
     tally: &Tally,
@@ -196,13 +205,26 @@ pub async fn drive(
         .timeout(Duration::from_secs(30))
         .build()
         .context("build the soak's HTTP client")?;
+    let mut new_users = 0;
     for case in MIX.iter().copied().cycle().skip(worker) {
         if Instant::now() >= deadline {
             break;
         }
         let current = tokens.read().expect("tokens poisoned").clone();
-        match traffic::send(&client, broker, &current, case).await {
-            Ok((status, body)) => tally.judge(verifier, case, status, &body).await,
+        let new_user = match case {
+            Case::NewUserObo => {
+                new_users += 1;
+                Some(NewUser::mint(emulator, worker, new_users).await?)
+            }
+            _ => None,
+        };
+        let expected_oid = traffic::expected_oid(case, new_user.as_ref());
+        match traffic::send(&client, broker, &current, case, new_user.as_ref()).await {
+            Ok((status, body)) => {
+                tally
+                    .judge(verifier, case, expected_oid, status, &body)
+                    .await;
+            }
             Err(_) => {
                 tally.transport_errors.fetch_add(1, Ordering::Relaxed);
             }

@@ -1,6 +1,8 @@
 //! The soak's request mix: valid service and On-Behalf-Of requests from several callers, and hostile
 //! ones (forged, expired, foreign and mis-addressed tokens, malformed bodies), each with the rule its
-//! answer must follow. A worker sends them in a fixed rotation so every run has the same mix.
+//! answer must follow. A worker sends them in a fixed rotation so every run has the same mix. The few
+//! fixed callers are answered from the broker's token cache through every fault, so the mix also has a
+//! user the broker has never seen: a cache miss that reaches the token endpoint and meets its faults.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -73,6 +75,8 @@ pub enum Case {
     ServiceLane,
     /// `/api/token`, lane user, as user `n`: the token must be that user's.
     UserObo(usize),
+    /// `/api/token`, lane user, as a [`NewUser`] minted for this one request.
+    NewUserObo,
     Forged,
     Expired,
     WrongAudience,
@@ -88,7 +92,7 @@ pub enum Case {
 }
 
 /// Half valid, half hostile.
-pub const MIX: [Case; 22] = [
+pub const MIX: [Case; 23] = [
     Case::ServiceScope,
     Case::UserObo(0),
     Case::Forged,
@@ -111,14 +115,34 @@ pub const MIX: [Case; 22] = [
     Case::UnknownAudience,
     Case::AppOnUserLane,
     Case::UserObo(0),
+    Case::NewUserObo,
 ];
+
+/// A user of the tenant minted for one request, so that the broker has no token cached for them.
+pub struct NewUser {
+    pub oid: String,
+    token: String,
+}
+
+impl NewUser {
+    /// The `n`th new user of `worker`.
+    pub async fn mint(emulator: &Emulator, worker: usize, n: u64) -> anyhow::Result<Self> {
+        let oid = format!("00000000-0000-4000-8000-{worker:04x}{n:08x}");
+        let upn = format!("new-{worker}-{n}@contoso.com");
+        let token = emulator
+            .mint(json!({"kind": "user", "oid": oid, "upn": upn}))
+            .await?;
+        Ok(Self { oid, token })
+    }
+}
 
 /// What a correct token for a valid case is issued to; `None` for hostile cases, which must never get
 /// a 200.
-pub fn expected_oid(case: Case) -> Option<&'static str> {
+pub fn expected_oid(case: Case, new_user: Option<&NewUser>) -> Option<&str> {
     match case {
         Case::ServiceScope | Case::ServiceLane => Some(BROKER_SP_OID),
         Case::UserObo(user) => USERS.get(user).copied(),
+        Case::NewUserObo => new_user.map(|user| user.oid.as_str()),
         _ => None,
     }
 }
@@ -128,12 +152,14 @@ pub fn expected_caller(case: Case) -> Option<&'static str> {
     matches!(case, Case::ServiceScope).then_some(MSI_CALLER_OID)
 }
 
-/// Sends `case` and returns the status and the JSON body (`Null` if the body is not JSON).
+/// Sends `case` (`new_user` is the caller of a `NewUserObo`) and returns the status and the JSON body
+/// (`Null` if the body is not JSON).
 pub async fn send(
     client: &reqwest::Client,
     broker: SocketAddr,
     tokens: &Tokens,
     case: Case,
+    new_user: Option<&NewUser>,
 ) -> reqwest::Result<(u16, Value)> {
     let get_sp_token = format!("http://{broker}/api/GetSPToken");
     let token = format!("http://{broker}/api/token");
@@ -150,6 +176,12 @@ pub async fn send(
         Case::UserObo(user) => (
             token,
             tokens.users.get(user).map(String::as_str),
+            json!({"audience": "sql", "lane": "user"}).to_string(),
+            JSON,
+        ),
+        Case::NewUserObo => (
+            token,
+            new_user.map(|user| user.token.as_str()),
             json!({"audience": "sql", "lane": "user"}).to_string(),
             JSON,
         ),
