@@ -50,6 +50,8 @@ impl DocumentedErrors {
 pub struct Tally {
     documented: DocumentedErrors,
     answers: Mutex<BTreeMap<(u16, String), u64>>,
+    /// Valid requests not answered 200, by case, status and code.
+    refused: Mutex<BTreeMap<(String, u16, String), u64>>,
     valid: AtomicU64,
     hostile: AtomicU64,
     issued: AtomicU64,
@@ -66,6 +68,7 @@ impl Tally {
         Self {
             documented,
             answers: Mutex::default(),
+            refused: Mutex::default(),
             valid: AtomicU64::default(),
             hostile: AtomicU64::default(),
             issued: AtomicU64::default(),
@@ -123,7 +126,7 @@ impl Tally {
             .answers
             .lock()
             .expect("answers poisoned")
-            .entry((status, code))
+            .entry((status, code.clone()))
             .or_default() += 1;
         let Some(oid) = expected_oid else {
             self.hostile.fetch_add(1, Ordering::Relaxed);
@@ -134,6 +137,13 @@ impl Tally {
         };
         self.valid.fetch_add(1, Ordering::Relaxed);
         if status != 200 {
+            let case = format!("{case:?}");
+            *self
+                .refused
+                .lock()
+                .expect("refused poisoned")
+                .entry((case, status, code))
+                .or_default() += 1;
             return;
         }
         self.issued.fetch_add(1, Ordering::Relaxed);
@@ -183,6 +193,10 @@ impl Tally {
         println!("answers by status and code:");
         for ((status, code), count) in self.answers.lock().expect("answers poisoned").iter() {
             println!("  {status} {code:<28} {count}");
+        }
+        println!("valid requests not answered 200, by case:");
+        for ((case, status, code), count) in self.refused.lock().expect("refused poisoned").iter() {
+            println!("  {case:<16} {status} {code:<28} {count}");
         }
         println!("broker RSS (KiB) by time:");
         for (at, kib) in self.rss.lock().expect("rss poisoned").iter() {

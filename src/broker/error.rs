@@ -159,7 +159,9 @@ pub enum BrokerError {
     InvalidCaller(#[from] CallerError),
     #[error("malformed scope: {0}")]
     InvalidScope(#[from] ScopeError),
-    #[error("signing keys have never been loaded")]
+    #[error(
+        "signing keys have never loaded, or could not be refreshed to look for the token's key"
+    )]
     SigningKeysUnavailable,
     #[error("user token lacks the required delegated scope")]
     InsufficientScope,

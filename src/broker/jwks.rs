@@ -1,11 +1,14 @@
 //! The tenant's signing keys: OIDC discovery under the authority host, then the JWKS, kept in an `Arc`
 //! that readers load without locking. Refreshed periodically (so retired keys stop being trusted) and on
 //! an unknown `kid` at most once per cooldown with one refresh in flight, so forged kids cannot hammer
-//! Entra or stall requests that carry a known kid. A failed refresh keeps the last good key set.
+//! Entra or stall requests that carry a known kid. A failed refresh keeps the last good key set. An
+//! unknown `kid` is the caller's fault (401) only when the keys it was looked up in are current: while
+//! the last refresh has failed (or the one it triggered is still running), the token may well be good,
+//! so the answer is the retryable 503 `signing_keys_unavailable`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -72,6 +75,8 @@ pub struct JwksCache {
     refresh_gate: tokio::sync::Mutex<()>,
     /// Milliseconds since `epoch` of the last refresh attempt (0 = never).
     last_attempt_ms: AtomicU64,
+    /// Whether the last refresh attempt failed (the key set may be missing newer keys).
+    last_refresh_failed: AtomicBool,
     epoch: Instant,
     min_refresh: Duration,
 }
@@ -90,6 +95,7 @@ impl JwksCache {
             current: ArcSwapOption::empty(),
             refresh_gate: tokio::sync::Mutex::new(()),
             last_attempt_ms: AtomicU64::new(0),
+            last_refresh_failed: AtomicBool::new(false),
             epoch: Instant::now(),
             min_refresh,
         }
@@ -132,6 +138,10 @@ impl JwksCache {
         .await;
         if refreshed.is_err() {
             tracing::warn!("signing key refresh on unknown kid is taking too long");
+            return match self.current() {
+                Some(set) if set.key(kid).is_some() => Ok(set),
+                _ => Err(BrokerError::SigningKeysUnavailable),
+            };
         }
         self.known_or_unavailable(kid)
     }
@@ -139,6 +149,9 @@ impl JwksCache {
     fn known_or_unavailable(&self, kid: &str) -> Result<Arc<KeySet>, BrokerError> {
         match self.current() {
             Some(set) if set.key(kid).is_some() => Ok(set),
+            Some(_) if self.last_refresh_failed.load(Ordering::Acquire) => {
+                Err(BrokerError::SigningKeysUnavailable)
+            }
             Some(_) => Err(CallerError::UnknownKey.into()),
             None => Err(BrokerError::SigningKeysUnavailable),
         }
@@ -163,7 +176,10 @@ impl JwksCache {
     async fn refresh_now(&self) -> Result<usize, JwksError> {
         self.last_attempt_ms
             .store(self.elapsed_ms(), Ordering::Release);
-        let set = self.load().await?;
+        let loaded = self.load().await;
+        self.last_refresh_failed
+            .store(loaded.is_err(), Ordering::Release);
+        let set = loaded?;
         let count = set.len();
         self.current.store(Some(Arc::new(set)));
         tracing::info!(keys = count, "signing keys loaded");

@@ -113,6 +113,44 @@ async fn loaded_signing_keys_keep_validating_callers_while_jwks_and_discovery_ar
     assert_eq!(body["caller"]["oid"], MSI_OID);
 }
 
+#[tokio::test]
+async fn a_token_signed_by_a_new_key_while_the_jwks_is_down_is_503_then_accepted_once_it_is_back() {
+    // Arrange: the broker holds the first key only; the JWKS then goes down and Entra signs with a new
+    // key (the emulator publishes it at once, so only a refresh could find it).
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn(&emulator).await;
+    emulator.inject_fault("jwks", "down", json!({})).await;
+    emulator.rotate_keys(false).await;
+    let caller = emulator.msi_token().await;
+
+    // Act: once the 1 s cooldown after the start-up load has passed (inside it, the kid is unknown to
+    // a key set just confirmed, so 401), the unknown kid triggers a refresh, which fails.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let while_down = loop {
+        let response = broker.get_sp_token(&caller, sql_request()).await;
+        if response.status() != 401 || tokio::time::Instant::now() >= deadline {
+            break response;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    emulator.clear_faults().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let recovered = loop {
+        let response = broker.get_sp_token(&caller, sql_request()).await;
+        if response.status() != 503 || tokio::time::Instant::now() >= deadline {
+            break response;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+
+    // Assert: retryable while the key cannot be fetched, never 401 for a good token.
+    let retry_after = header(&while_down, "retry-after").unwrap_or_default();
+    assert_error(while_down, 503, "signing_keys_unavailable").await;
+    assert_eq!(retry_after, "5");
+    let body = assert_issued(recovered).await;
+    assert_eq!(body["caller"]["oid"], MSI_OID);
+}
+
 /// The allowlist is read once, then `target` fails in `mode` until the broker has met the fault twice
 /// (its `counter` grew by 2); the allowlisted caller is still served.
 async fn assert_allowlist_survives(target: &str, mode: &str, counter_name: &str) {
