@@ -15,6 +15,7 @@ mod caller_validation;
 mod connections;
 mod deploy_template;
 mod docs;
+mod emulator_refresh_tokens;
 mod function_config;
 mod get_sp_token;
 mod health;

@@ -268,3 +268,35 @@ pub fn server_error() -> EntraError {
         "There was an error issuing a token or an issue with our sign-in service.",
     )
 }
+
+/// A refresh token the tenant never issued, or mangled.
+pub fn malformed_refresh_token() -> EntraError {
+    EntraError::bad_request(
+        INVALID_GRANT,
+        9002313,
+        "Invalid request. Request is malformed or invalid.",
+    )
+}
+
+/// A refresh token issued before an admin revoked the user's sessions (or the password changed).
+pub fn refresh_token_revoked(issued_at: &str, valid_from: &str) -> EntraError {
+    EntraError::bad_request(
+        INVALID_GRANT,
+        50173,
+        format!(
+            "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might \
+             have changed or reset their password. The grant was issued on '{issued_at}' and the TokensValidFrom \
+             date (before which tokens are not valid) for this user is '{valid_from}'."
+        ),
+    )
+}
+
+/// A refresh token that is no longer valid (strict mode: it was already redeemed).
+pub fn refresh_token_expired() -> EntraError {
+    EntraError::bad_request(
+        INVALID_GRANT,
+        70008,
+        "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive \
+         authorization request for this user and resource.",
+    )
+}

@@ -1,13 +1,24 @@
-//! Wall-clock time as Unix seconds, and the text forms Entra and Key Vault print it in.
+//! The tenant's time as Unix seconds (the wall clock, moved forward by the control API's `clock` call so
+//! tests can let tokens expire without sleeping), and the text forms Entra and Key Vault print it in.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Seconds since the Unix epoch.
+/// Seconds the tenant's clock runs ahead of the wall clock.
+static OFFSET_SECONDS: AtomicI64 = AtomicI64::new(0);
+
+/// Seconds since the Unix epoch, in the tenant's time.
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+        .saturating_add(OFFSET_SECONDS.load(Ordering::Relaxed))
+}
+
+/// Moves the tenant's clock forward; returns how far ahead of the wall clock it now runs.
+pub fn advance(seconds: i64) -> i64 {
+    OFFSET_SECONDS.fetch_add(seconds, Ordering::Relaxed) + seconds
 }
 
 /// A UTC calendar date and time of day.

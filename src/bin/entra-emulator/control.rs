@@ -1,7 +1,8 @@
 //! The control API under `/_emulator` (plain HTTP, JSON in and out): mint caller tokens, rotate and retire
 //! signing keys, set secrets, make and register (or remove) the broker's certificates, add or revoke its
 //! federated credentials, read the client assertions presented, inject faults, set the OBO policy,
-//! register resources, change settings and read or reset the counters. Never faulted; answers 400 `{"error","error_description"}` to bad input.
+//! revoke a user's sessions, register resources, change settings, move the clock forward and read or
+//! reset the counters. Never faulted; answers 400 `{"error","error_description"}` to bad input.
 
 use crate::directory::Demand;
 use crate::http::{self, Request, Response};
@@ -78,6 +79,8 @@ pub async fn handle(state: &State, request: &Request, route: &[&str]) -> Respons
         (&Method::GET, ["assertions"]) => Ok(json!({"assertions": state.assertions()})),
         (&Method::POST, ["faults"]) => faults(state, request),
         (&Method::POST, ["obo-policy"]) => obo_policy(state, request),
+        (&Method::POST, ["users", oid, "revoke-sessions"]) => revoke_sessions(state, oid),
+        (&Method::POST, ["clock"]) => advance_clock(request),
         (&Method::POST, ["resources"]) => resources(state, request),
         (&Method::POST, ["settings"]) => settings(state, request),
         (&Method::GET, ["stats"]) => Ok(state.stats.snapshot()),
@@ -87,7 +90,8 @@ pub async fn handle(state: &State, request: &Request, route: &[&str]) -> Respons
         }
         (
             _,
-            ["tokens" | "faults" | "obo-policy" | "resources" | "settings"]
+            ["tokens" | "faults" | "obo-policy" | "resources" | "settings" | "clock"]
+            | ["users", _, "revoke-sessions"]
             | ["keys", "rotate" | "retire"]
             | ["stats", "reset"],
         ) => Err(Refusal::MethodNotAllowed("POST")),
@@ -306,6 +310,32 @@ fn obo_policy(state: &State, request: &Request) -> Result<Value, Refusal> {
     Ok(json!({"user_oid": policy.user_oid, "resource": policy.resource, "demand": policy.demand}))
 }
 
+/// What an admin's "revoke sessions" (Graph `revokeSignInSessions`) does to the user's refresh tokens.
+fn revoke_sessions(state: &State, user_oid: &str) -> Result<Value, Refusal> {
+    if !ids::is_guid(user_oid) {
+        return Err(bad_request("the user id must be a GUID"));
+    }
+    let revoked = state.refresh_tokens().revoke_user(user_oid);
+    Ok(json!({"value": true, "refresh_tokens_revoked": revoked}))
+}
+
+/// Moves the tenant's clock forward (tokens issued and checked after this use the new time).
+fn advance_clock(request: &Request) -> Result<Value, Refusal> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Advance {
+        advance_seconds: i64,
+    }
+    let advance: Advance = body(request)?;
+    if !(1..=366 * 86_400).contains(&advance.advance_seconds) {
+        return Err(bad_request(
+            "advance_seconds must be between 1 and 31622400",
+        ));
+    }
+    let offset = clock::advance(advance.advance_seconds);
+    Ok(json!({"now": clock::now(), "offset_seconds": offset}))
+}
+
 fn resources(state: &State, request: &Request) -> Result<Value, Refusal> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -333,8 +363,17 @@ fn settings(state: &State, request: &Request) -> Result<Value, Refusal> {
     #[serde(deny_unknown_fields)]
     struct Settings {
         token_lifetime_seconds: Option<i64>,
+        /// A redeemed refresh token cannot be redeemed again.
+        strict_refresh_tokens: Option<bool>,
     }
     let settings: Settings = body(request)?;
+    let strict = {
+        let mut refresh_tokens = state.refresh_tokens();
+        if let Some(strict) = settings.strict_refresh_tokens {
+            refresh_tokens.strict = strict;
+        }
+        refresh_tokens.strict
+    };
     let mut directory = state.directory();
     if let Some(lifetime) = settings.token_lifetime_seconds {
         if !(1..=86_400).contains(&lifetime) {
@@ -344,5 +383,8 @@ fn settings(state: &State, request: &Request) -> Result<Value, Refusal> {
         }
         directory.token_lifetime = lifetime;
     }
-    Ok(json!({"token_lifetime_seconds": directory.token_lifetime}))
+    Ok(json!({
+        "token_lifetime_seconds": directory.token_lifetime,
+        "strict_refresh_tokens": strict,
+    }))
 }

@@ -1,6 +1,6 @@
 //! entra-emulator: a strict local stand-in for Microsoft Entra ID (OIDC discovery, JWKS, the v2 token
-//! endpoint with client credentials and on-behalf-of), the App Service managed-identity endpoint and Azure
-//! Key Vault secrets, with a control API for tests (spec.md §2). Test and local-run infrastructure only:
+//! endpoint with client credentials, on-behalf-of and refresh tokens), the App Service managed-identity
+//! endpoint and Azure Key Vault secrets, with a control API for tests (spec.md §2). Test and local-run infrastructure only:
 //! it shares no code with the broker library.
 
 mod aadsts;
@@ -25,6 +25,8 @@ mod log;
 mod managed_identity;
 mod mint;
 mod obo;
+mod refresh_grant;
+mod refresh_tokens;
 mod routes;
 mod server;
 mod startup;
@@ -32,6 +34,7 @@ mod state;
 mod stats;
 mod tls;
 mod token_endpoint;
+mod user_token;
 mod vault;
 
 use crate::http::Listener;

@@ -11,7 +11,7 @@ use crate::issue;
 use crate::jwt::{Jwt, VerifyError};
 use crate::state::State;
 use crate::token_endpoint::{self, Form};
-use crate::{aadsts, clock};
+use crate::{aadsts, clock, user_token};
 use serde_json::{Value, json};
 
 /// Entra tolerates this much clock skew on assertions.
@@ -49,21 +49,40 @@ pub fn exchange(
             directory.demand_for(&user_oid, &resource),
         )
     };
+    meet(demand, &user.claims, &resource)?;
+    let claims = user_token::claims(&user.claims, &user_oid, &resource, lifetime);
+    let refresh_token = asks_offline_access(scope).then(|| {
+        state
+            .refresh_tokens()
+            .issue(user_token::sign_in(&user.claims))
+    });
+    token_endpoint::success(state, request, scope, &claims, lifetime, refresh_token)
+}
+
+/// `offline_access` among the requested scopes asks for a refresh token.
+fn asks_offline_access(scope: &str) -> bool {
+    scope.split_whitespace().any(|one| one == "offline_access")
+}
+
+/// Applies the tenant's demand for this user and resource (a refresh meets the same demands).
+pub fn meet(
+    demand: Option<Demand>,
+    user: &issue::Claims,
+    resource: &str,
+) -> Result<(), EntraError> {
     match demand {
-        Some(Demand::Mfa { policy_id }) if !performed_mfa(&user) => {
+        Some(Demand::Mfa { policy_id }) if !user_token::performed_mfa(user) => {
             let claims =
                 json!({"access_token": {"capolids": {"essential": true, "values": [policy_id]}}});
-            return Err(aadsts::mfa_required(&resource, claims.to_string()));
+            Err(aadsts::mfa_required(resource, claims.to_string()))
         }
-        Some(Demand::Consent) => return Err(aadsts::consent_required(BROKER_CLIENT_ID)),
-        _ => {}
+        Some(Demand::Consent) => Err(aadsts::consent_required(BROKER_CLIENT_ID)),
+        _ => Ok(()),
     }
-    let claims = user_claims(&user, &user_oid, &resource, lifetime);
-    token_endpoint::success(state, request, scope, &claims, lifetime)
 }
 
 /// The one resource a delegated scope list names (`<resource>/.default` or `<resource>/<permission>`).
-fn resource_of(scope: &str) -> Result<String, EntraError> {
+pub fn resource_of(scope: &str) -> Result<String, EntraError> {
     let mut resources = scope
         .split_whitespace()
         .filter(|one| !OIDC_SCOPES.contains(one))
@@ -123,42 +142,6 @@ fn validate_assertion(state: &State, assertion: &str) -> Result<Jwt, EntraError>
         return Err(aadsts::app_only_assertion(BROKER_CLIENT_ID));
     }
     Ok(jwt)
-}
-
-/// A Conditional Access MFA demand is met by an assertion whose `amr` says MFA was performed.
-fn performed_mfa(user: &Jwt) -> bool {
-    user.claims
-        .get("amr")
-        .and_then(Value::as_array)
-        .is_some_and(|methods| methods.iter().any(|method| method.as_str() == Some("mfa")))
-}
-
-/// The issued token: v1, for `resource`, naming the assertion's user and the broker as the client.
-fn user_claims(user: &Jwt, oid: &str, resource: &str, lifetime: i64) -> issue::Claims {
-    let upn = user
-        .str_claim("upn")
-        .or_else(|| user.str_claim("preferred_username"))
-        .unwrap_or_default();
-    let mut claims = issue::v1_claims(TENANT_ID, resource, lifetime);
-    claims.extend(issue::object(json!({
-        "acr": "1",
-        "amr": user.claims.get("amr").cloned().unwrap_or_else(|| json!(["pwd"])),
-        "appid": BROKER_CLIENT_ID,
-        "appidacr": "1",
-        "idtyp": "user",
-        "name": user.str_claim("name").unwrap_or_default(),
-        "oid": oid,
-        "scp": "user_impersonation",
-        "sub": user.str_claim("sub").unwrap_or(oid),
-        "unique_name": upn,
-        "upn": upn,
-    })));
-    for optional in ["family_name", "given_name"] {
-        if let Some(value) = user.claims.get(optional) {
-            claims.insert(optional.to_owned(), value.clone());
-        }
-    }
-    claims
 }
 
 #[cfg(test)]

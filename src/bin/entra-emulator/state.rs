@@ -1,10 +1,11 @@
-//! Shared state: the run's configuration, the key ring, faults, counters, the tenant's directory and the
-//! vault. Locks are std locks, taken briefly and never held across `.await`; a poisoned lock is recovered.
+//! Shared state: the run's configuration, the key ring, faults, counters, the tenant's directory, the
+//! refresh tokens issued and the vault. Locks are std locks, taken briefly and never held across `.await`; a poisoned lock is recovered.
 
 use crate::app_credentials::AppCredentials;
 use crate::directory::Directory;
 use crate::faults::Faults;
 use crate::keys::KeyRing;
+use crate::refresh_tokens::RefreshTokens;
 use crate::stats::Stats;
 use crate::vault::Vault;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -29,6 +30,7 @@ pub struct State {
     directory: Mutex<Directory>,
     vault: Mutex<Vault>,
     app_credentials: Mutex<AppCredentials>,
+    refresh_tokens: Mutex<RefreshTokens>,
     /// The last client assertions presented, so tests can check that none reached a log.
     assertions: Mutex<Vec<String>>,
     pub stats: Stats,
@@ -47,6 +49,7 @@ impl State {
             directory: Mutex::new(Directory::new()),
             vault: Mutex::new(vault),
             app_credentials: Mutex::new(AppCredentials::default()),
+            refresh_tokens: Mutex::new(RefreshTokens::default()),
             assertions: Mutex::new(Vec::new()),
             stats: Stats::default(),
         }
@@ -76,6 +79,12 @@ impl State {
 
     pub fn app_credentials(&self) -> MutexGuard<'_, AppCredentials> {
         self.app_credentials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn refresh_tokens(&self) -> MutexGuard<'_, RefreshTokens> {
+        self.refresh_tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub enum Counter {
     ClientCredentials,
     Obo,
+    RefreshGrant,
     /// Token requests with a missing or unsupported grant type.
     OtherGrant,
     TokenErrors,
@@ -23,7 +24,7 @@ pub enum Counter {
 
 #[derive(Default)]
 pub struct Stats {
-    counts: [AtomicU64; 11],
+    counts: [AtomicU64; 12],
 }
 
 impl Stats {
@@ -40,6 +41,7 @@ impl Stats {
             "token_requests": {
                 "client_credentials": self.get(Counter::ClientCredentials),
                 "obo": self.get(Counter::Obo),
+                "refresh_token": self.get(Counter::RefreshGrant),
                 "other": self.get(Counter::OtherGrant),
             },
             "token_errors": self.get(Counter::TokenErrors),

@@ -1,6 +1,7 @@
 //! The v2 token endpoint `POST /{tenant}/oauth2/v2.0/token`, as strict as Entra: form-encoded POST only,
 //! no repeated parameter, a known confidential client with its secret, and for client credentials exactly
-//! one `<resource>/.default` of a resource that exists. On-behalf-of requests continue in `obo`.
+//! one `<resource>/.default` of a resource that exists. On-behalf-of requests continue in `obo`, refresh
+//! requests in `refresh_grant`.
 //! Codes and wording follow Entra's published answers (AADSTS900144, 9000411, 70003, 700016, 7000215,
 //! 1002012, 500011, 90002, 900561).
 
@@ -10,7 +11,7 @@ use crate::identities::{self, BROKER_CLIENT_ID, BROKER_SP_OID, TENANT_ID};
 use crate::issue::{self, Claims};
 use crate::state::State;
 use crate::stats::Counter;
-use crate::{aadsts, client_assertion, ids, obo};
+use crate::{aadsts, client_assertion, ids, obo, refresh_grant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
@@ -67,6 +68,7 @@ pub fn counter(request: &Request) -> Counter {
     match Form::parse(request).get("grant_type") {
         Some("client_credentials") => Counter::ClientCredentials,
         Some(JWT_BEARER) => Counter::Obo,
+        Some("refresh_token") => Counter::RefreshGrant,
         _ => Counter::OtherGrant,
     }
 }
@@ -91,6 +93,7 @@ fn token(state: &State, request: &Request, tenant: &str) -> Result<Response, Ent
     match form.require("grant_type")? {
         "client_credentials" => client_credentials(state, request, &form, tenant, tenant_name),
         JWT_BEARER => obo::exchange(state, request, &form, tenant, tenant_name),
+        "refresh_token" => refresh_grant::redeem(state, request, &form, tenant, tenant_name),
         other => Err(aadsts::unsupported_grant(other)),
     }
 }
@@ -193,25 +196,30 @@ fn client_credentials(
         "oid": BROKER_SP_OID,
         "sub": BROKER_SP_OID,
     })));
-    success(state, request, scope, &claims, lifetime)
+    success(state, request, scope, &claims, lifetime, None)
 }
 
-/// The 200 answer: `token_type`, `scope`, `expires_in`, `ext_expires_in`, `access_token`.
+/// The 200 answer: `token_type`, `scope`, `expires_in`, `ext_expires_in`, `access_token`, and
+/// `refresh_token` when one was issued.
 pub fn success(
     state: &State,
     request: &Request,
     scope: &str,
     claims: &Claims,
     lifetime: i64,
+    refresh_token: Option<String>,
 ) -> Result<Response, EntraError> {
     let token = issue::sign(state, claims).map_err(|_| aadsts::server_error())?;
-    let body = json!({
+    let mut body = json!({
         "token_type": "Bearer",
         "scope": scope,
         "expires_in": lifetime,
         "ext_expires_in": lifetime,
         "access_token": token,
     });
+    if let (Some(refresh_token), Some(object)) = (refresh_token, body.as_object_mut()) {
+        object.insert("refresh_token".into(), json!(refresh_token));
+    }
     let mut response = http::json(StatusCode::OK, &body);
     entra_error::entra_headers(
         &mut response,

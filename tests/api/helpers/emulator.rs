@@ -203,6 +203,47 @@ impl TestEmulator {
         self.control("POST", "/settings", Some(request)).await;
     }
 
+    /// Makes a redeemed refresh token unusable a second time (`strict_refresh_tokens`).
+    pub async fn set_strict_refresh_tokens(&self, strict: bool) {
+        let request = json!({"strict_refresh_tokens": strict});
+        self.control("POST", "/settings", Some(request)).await;
+    }
+
+    /// An admin's "revoke sessions" for the user: every refresh token issued to them until now stops working.
+    pub async fn revoke_sessions(&self, user_oid: &str) {
+        let path = format!("/users/{user_oid}/revoke-sessions");
+        self.control("POST", &path, None).await;
+    }
+
+    /// Moves the tenant's clock forward (tokens minted or checked afterwards use the new time).
+    pub async fn advance_clock(&self, seconds: i64) {
+        let request = json!({"advance_seconds": seconds});
+        self.control("POST", "/clock", Some(request)).await;
+    }
+
+    /// A form POST to the tenant's v2 token endpoint as the broker, with its client secret; the status
+    /// and the JSON answer.
+    pub async fn token_endpoint(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.ready.authority, self.ready.tenant_id
+        );
+        let mut fields = vec![
+            ("client_id", self.ready.broker_client_id.as_str()),
+            ("client_secret", self.ready.broker_client_secret.as_str()),
+        ];
+        fields.extend_from_slice(form);
+        let response = self
+            .https
+            .post(&url)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON answer"))
+    }
+
     async fn control(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}{path}", self.ready.control_url);
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
