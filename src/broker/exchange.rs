@@ -1,6 +1,8 @@
-//! The two grants at Entra's v2 token endpoint: client credentials for the broker's own service
-//! principal, and On-Behalf-Of (RFC 7523 jwt-bearer, `requested_token_use=on_behalf_of`) for a user.
-//! No Rust crate does OBO, and both grants share one form post, so both live here, small.
+//! The grants at Entra's v2 token endpoint: client credentials for the broker's own service principal,
+//! On-Behalf-Of (RFC 7523 jwt-bearer, `requested_token_use=on_behalf_of`) for a user, optionally with
+//! `offline_access` for a refresh token, and the refresh-token grant (RFC 6749 §6) that continues a
+//! delegation's sign-in. No Rust crate does OBO, and the grants share one form post, so all live here,
+//! small.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -21,6 +23,9 @@ use crate::broker::validation::now;
 use crate::secret::{Secret, SecretJson};
 
 const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const REFRESH_GRANT: &str = "refresh_token";
+/// The OpenID scope that asks Entra for a refresh token.
+const OFFLINE_ACCESS: &str = "offline_access";
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Consecutive unavailable answers that open the breaker, and how long it then stays open.
 const BREAKER_THRESHOLD: u32 = 3;
@@ -37,6 +42,13 @@ pub struct IssuedToken {
     pub expires_at: u64,
     pub correlation_id: String,
     pub upstream_ms: u64,
+}
+
+/// A user's token with the refresh token that continues the sign-in, when Entra sent one.
+#[derive(Debug)]
+pub struct UserGrant {
+    pub token: IssuedToken,
+    pub refresh_token: Option<Secret>,
 }
 
 pub struct TokenEndpoint {
@@ -103,17 +115,82 @@ impl TokenEndpoint {
         self.request(&form).await
     }
 
+    /// On-Behalf-Of asking also for `offline_access`: the token and the user's refresh token.
+    pub async fn on_behalf_of_offline(
+        &self,
+        auth: &ClientAuth,
+        assertion: &Secret,
+        scope: &TargetScope,
+    ) -> Result<UserGrant, UpstreamError> {
+        let scopes = format!("{} {OFFLINE_ACCESS}", scope.as_str());
+        let mut form = vec![
+            ("grant_type", OBO_GRANT),
+            ("client_id", self.client_id.as_str()),
+        ];
+        push_client_auth(&mut form, auth);
+        form.extend([
+            ("assertion", assertion.expose()),
+            ("scope", scopes.as_str()),
+            ("requested_token_use", "on_behalf_of"),
+        ]);
+        self.request_keeping_refresh_token(&form).await
+    }
+
+    /// The refresh-token grant for a confidential client: a token for `scope` issued to the refresh
+    /// token's user, and the rotated refresh token when Entra sends one.
+    pub async fn refresh(
+        &self,
+        auth: &ClientAuth,
+        refresh_token: &Secret,
+        scope: &TargetScope,
+    ) -> Result<UserGrant, UpstreamError> {
+        let mut form = vec![
+            ("grant_type", REFRESH_GRANT),
+            ("client_id", self.client_id.as_str()),
+        ];
+        push_client_auth(&mut form, auth);
+        form.extend([
+            ("refresh_token", refresh_token.expose()),
+            ("scope", scope.as_str()),
+        ]);
+        self.request_keeping_refresh_token(&form).await
+    }
+
     async fn request(&self, form: &[(&str, &str)]) -> Result<IssuedToken, UpstreamError> {
+        Ok(self.call(form).await?.0)
+    }
+
+    async fn request_keeping_refresh_token(
+        &self,
+        form: &[(&str, &str)],
+    ) -> Result<UserGrant, UpstreamError> {
+        let (token, body) = self.call(form).await?;
+        Ok(UserGrant {
+            token,
+            refresh_token: parse_refresh_token(&body),
+        })
+    }
+
+    /// One token request: the issued token and the answer's body (for the refresh token).
+    async fn call(
+        &self,
+        form: &[(&str, &str)],
+    ) -> Result<(IssuedToken, bytes::Bytes), UpstreamError> {
         self.breaker.check()?;
         Metrics::add(&self.metrics.token_endpoint_calls);
         let correlation_id = Guid::random_v4().to_string();
         let started = Instant::now();
+        let mut body = bytes::Bytes::new();
         let outcome = match self
             .upstream
             .post_form(&self.url, form, &correlation_id)
             .await
         {
-            Ok(response) => read_answer(response.status, response.retry_after, &response.body),
+            Ok(response) => {
+                let answer = read_answer(response.status, response.retry_after, &response.body);
+                body = response.body;
+                answer
+            }
             Err(UpstreamCallError::Body) => {
                 Err(UpstreamError::new(UpstreamErrorKind::InvalidResponse))
             }
@@ -125,12 +202,15 @@ impl TokenEndpoint {
             Metrics::add(&self.metrics.token_endpoint_failures);
         }
         match outcome {
-            Ok((access_token, expires_in)) => Ok(IssuedToken {
-                access_token,
-                expires_at: now() + expires_in,
-                correlation_id,
-                upstream_ms,
-            }),
+            Ok((access_token, expires_in)) => Ok((
+                IssuedToken {
+                    access_token,
+                    expires_at: now() + expires_in,
+                    correlation_id,
+                    upstream_ms,
+                },
+                body,
+            )),
             Err(mut err) => {
                 err.correlation_id.get_or_insert(correlation_id);
                 Err(err)
@@ -197,6 +277,22 @@ pub(crate) fn parse_success(body: &[u8]) -> Result<(SecretJson, u64), UpstreamEr
     }
     let token = SecretJson::new(&token).ok_or_else(invalid)?;
     Ok((token, expires_in))
+}
+
+/// The `refresh_token` of a successful answer: opaque to the broker, so only its size and alphabet
+/// (printable ASCII, no spaces) are checked.
+fn parse_refresh_token(body: &[u8]) -> Option<Secret> {
+    #[derive(Deserialize)]
+    struct WithRefreshToken {
+        refresh_token: Option<String>,
+    }
+    let token = serde_json::from_slice::<WithRefreshToken>(body)
+        .ok()?
+        .refresh_token?;
+    let plausible = !token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && token.bytes().all(|b| b.is_ascii_graphic());
+    plausible.then(|| Secret::new(token))
 }
 
 /// Fails fast while Entra is down or throttling, instead of piling requests onto it: opens after
@@ -281,6 +377,24 @@ mod tests {
                 UpstreamErrorKind::InvalidResponse
             );
         }
+    }
+
+    #[test]
+    fn refresh_token_is_read_only_when_plausible() {
+        let answer = |token: &str| {
+            format!(
+                r#"{{"token_type":"Bearer","expires_in":60,"access_token":"a","refresh_token":"{token}"}}"#
+            )
+        };
+        assert_eq!(
+            parse_refresh_token(answer("1.AQ-x_y").as_bytes())
+                .unwrap()
+                .expose(),
+            "1.AQ-x_y"
+        );
+        assert!(parse_refresh_token(answer("").as_bytes()).is_none());
+        assert!(parse_refresh_token(answer("a b").as_bytes()).is_none());
+        assert!(parse_refresh_token(br#"{"access_token":"a"}"#).is_none());
     }
 
     #[test]

@@ -100,6 +100,18 @@ pub(super) fn decide(
         scope: &scope,
         via_alias,
     };
+    if let Ok(grant) = policy.authorize_delegation(caller, lane, std::slice::from_ref(&scope)) {
+        writeln!(
+            out,
+            "note: grant {} lets this caller create delegations in the {} lane for {scope} (up to {} s); \
+             it gives nothing to redeem",
+            grant.name,
+            lane.as_str(),
+            grant
+                .delegate
+                .map_or(0, |delegate| delegate.max_lifetime_seconds)
+        )?;
+    }
     match policy.authorize(caller, ask) {
         Ok(grant) => allow(out, grant, lane, &scope, policy.revision),
         Err(BrokerError::ScopeNotAllowed) => deny(

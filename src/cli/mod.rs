@@ -117,7 +117,7 @@ fn summarize(file: &Path, policy: &Policy, out: &mut impl Write) -> std::io::Res
     for grant in &policy.grants {
         writeln!(
             out,
-            "  {}: {} lane, {}; scopes [{}]; audiences [{}]",
+            "  {}: {} lane, {}; scopes [{}]; audiences [{}]{}",
             grant.name,
             grant.lane.as_str(),
             describe(&grant.callers),
@@ -127,7 +127,11 @@ fn summarize(file: &Path, policy: &Policy, out: &mut impl Write) -> std::io::Res
                 .map(TargetScope::as_str)
                 .collect::<Vec<_>>()
                 .join(", "),
-            grant.aliases.join(", ")
+            grant.aliases.join(", "),
+            grant.delegate.map_or(String::new(), |delegate| format!(
+                "; delegates only (delegations of up to {} s, nothing to redeem)",
+                delegate.max_lifetime_seconds
+            ))
         )?;
     }
     Ok(())

@@ -44,6 +44,14 @@ struct GrantBody<'a> {
     lane: &'static str,
     scopes: Vec<&'a str>,
     audiences: &'a [String],
+    /// Present on a delegate grant: it lets the caller create delegations, and redeems nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delegate: Option<DelegateBody>,
+}
+
+#[derive(Serialize)]
+struct DelegateBody {
+    max_lifetime_seconds: u64,
 }
 
 pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
@@ -94,6 +102,9 @@ fn body<'a>(caller: &'a Caller, policy: &Policy, grants: &[&'a Grant]) -> WhoAmI
                 lane: grant.lane.as_str(),
                 scopes: grant.scopes.iter().map(|s| s.as_str()).collect(),
                 audiences: &grant.aliases,
+                delegate: grant.delegate.map(|delegate| DelegateBody {
+                    max_lifetime_seconds: delegate.max_lifetime_seconds,
+                }),
             })
             .collect(),
         group_overage: caller.group_overage,

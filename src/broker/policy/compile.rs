@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use crate::broker::Lane;
 use crate::broker::ids::ObjectId;
 use crate::broker::policy::document::{
-    self, DocumentError, RawApps, RawDocument, RawGrant, RawLane, RawUsers,
+    self, DocumentError, RawApps, RawDelegate, RawDocument, RawGrant, RawLane, RawUsers,
 };
-use crate::broker::policy::{AppMatch, Callers, Grant, Policy, UserMatch};
+use crate::broker::policy::{AppMatch, Callers, Delegate, Grant, Policy, UserMatch};
 use crate::broker::scope::{AudienceMap, DEFAULT_AUDIENCES, TargetScope, is_alias};
 
 /// Parses and compiles a document's bytes.
@@ -112,9 +112,17 @@ fn compile_grant(
         RawLane::Service => Lane::Service,
         RawLane::User => Lane::User,
     };
+    let delegate = delegate(raw.delegate, at, errors);
     let callers = match (&raw.apps, &raw.users) {
+        (None, Some(_)) if delegate.is_some() => {
+            errors.add(
+                format!("{at}.users"),
+                "is not allowed on a delegate grant: only apps create delegations",
+            );
+            None
+        }
         (Some(apps), None) => {
-            if lane == Lane::User {
+            if lane == Lane::User && delegate.is_none() {
                 errors.add(
                     format!("{at}.lane"),
                     "is user, but On-Behalf-Of needs a user: apps grants use lane service",
@@ -169,7 +177,31 @@ fn compile_grant(
         aliases: raw.audiences.clone(),
         allowed,
         any_alias: false,
+        delegate,
     })
+}
+
+/// The delegation limits of a grant that may delegate; `None` for every other grant.
+fn delegate(raw: Option<RawDelegate>, at: &str, errors: &mut Errors) -> Option<Delegate> {
+    match raw? {
+        RawDelegate::Flag(false) => None,
+        RawDelegate::Flag(true) => Some(Delegate::default()),
+        RawDelegate::Limits {
+            max_lifetime_seconds,
+        } => {
+            if !(Delegate::MIN_LIFETIME_SECONDS..=Delegate::LONGEST_MAX_LIFETIME_SECONDS)
+                .contains(&max_lifetime_seconds)
+            {
+                errors.add(
+                    format!("{at}.delegate.max_lifetime_seconds"),
+                    "is not between 60 and 7776000 (90 days)",
+                );
+            }
+            Some(Delegate {
+                max_lifetime_seconds,
+            })
+        }
+    }
 }
 
 fn apps_match(raw: &RawApps, at: &str, errors: &mut Errors) -> Option<AppMatch> {

@@ -51,6 +51,22 @@ pub struct RawGrant {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// `true` or `{"max_lifetime_seconds": N}`: the grant lets its apps create delegations.
+    #[serde(default)]
+    pub delegate: Option<RawDelegate>,
+}
+
+/// `delegate`: a flag, or the delegation limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawDelegate {
+    Flag(bool),
+    Limits { max_lifetime_seconds: u64 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelegateLimits {
+    max_lifetime_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -207,6 +223,29 @@ impl<'de> Deserialize<'de> for RawUsers {
     }
 }
 
+impl<'de> Deserialize<'de> for RawDelegate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DelegateVisitor;
+        impl<'de> Visitor<'de> for DelegateVisitor {
+            type Value = RawDelegate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"true, false or {"max_lifetime_seconds": <seconds>}"#)
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<RawDelegate, E> {
+                Ok(RawDelegate::Flag(value))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawDelegate, A::Error> {
+                DelegateLimits::deserialize(de::value::MapAccessDeserializer::new(map)).map(
+                    |limits| RawDelegate::Limits {
+                        max_lifetime_seconds: limits.max_lifetime_seconds,
+                    },
+                )
+            }
+        }
+        deserializer.deserialize_any(DelegateVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +307,33 @@ mod tests {
             .path,
             "grants[0].users"
         );
+    }
+
+    #[test]
+    fn delegate_takes_a_flag_or_limits() {
+        let document = parse(
+            br#"{"revision": 1, "grants": [
+                {"name": "a", "apps": [], "lane": "user", "audiences": ["sql"], "delegate": true},
+                {"name": "b", "apps": [], "lane": "service", "audiences": ["sql"],
+                 "delegate": {"max_lifetime_seconds": 600}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(document.grants[0].delegate, Some(RawDelegate::Flag(true)));
+        assert_eq!(
+            document.grants[1].delegate,
+            Some(RawDelegate::Limits {
+                max_lifetime_seconds: 600
+            })
+        );
+        for bad in [r#""yes""#, r#"{"max_lifetime": 600}"#, "1"] {
+            let text = format!(
+                r#"{{"revision": 1, "grants": [{{"name": "a", "apps": [], "lane": "user", "delegate": {bad}}}]}}"#
+            );
+            assert!(
+                error_of(&text).path.starts_with("grants[0].delegate"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub fn built_in(settings: LegacySettings<'_>) -> Policy {
         aliases: settings.audiences.aliases().map(str::to_owned).collect(),
         allowed: settings.allowed_scopes.clone(),
         any_alias: true,
+        delegate: None,
     };
     let mut grants = vec![service(
         "legacy-allowlisted-apps",
@@ -53,6 +54,7 @@ pub fn built_in(settings: LegacySettings<'_>) -> Policy {
         aliases: settings.audiences.aliases().map(str::to_owned).collect(),
         allowed: BTreeSet::new(),
         any_alias: true,
+        delegate: None,
     });
     Policy {
         revision: settings.revision,

@@ -40,6 +40,32 @@ pub struct Grant {
     /// Built-in policy only: any alias of the audience map, as the legacy settings allowed on
     /// `/api/token` independently of the GetSPToken scope map.
     pub any_alias: bool,
+    /// A delegate grant lets its apps create delegations in its lane for what it allows, and gives
+    /// them nothing to redeem themselves.
+    pub delegate: Option<Delegate>,
+}
+
+/// What a delegate grant allows its delegations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delegate {
+    /// The longest `lifetime_seconds` a delegation under this grant may ask for.
+    pub max_lifetime_seconds: u64,
+}
+
+impl Delegate {
+    /// The shortest delegation lifetime, and the longest maximum a grant may set (Entra's refresh
+    /// tokens live 90 days).
+    pub const MIN_LIFETIME_SECONDS: u64 = 60;
+    pub const LONGEST_MAX_LIFETIME_SECONDS: u64 = 90 * 86_400;
+}
+
+impl Default for Delegate {
+    /// `"delegate": true`: delegations of up to a day.
+    fn default() -> Self {
+        Self {
+            max_lifetime_seconds: 86_400,
+        }
+    }
 }
 
 /// Who a grant is for.
@@ -107,9 +133,14 @@ impl Policy {
     /// The first grant that allows `ask` for `caller`. Refused with `CallerNotAllowed` when no grant
     /// in the lane matches the caller at all, and `ScopeNotAllowed` when some do but none covers the
     /// scope.
+    /// Delegate grants never allow a request of their own.
     pub fn authorize(&self, caller: &Caller, ask: Ask<'_>) -> Result<&Grant, BrokerError> {
         let mut caller_in_lane = false;
-        for grant in self.grants.iter().filter(|g| g.lane == ask.lane) {
+        let redeemable = self
+            .grants
+            .iter()
+            .filter(|g| g.lane == ask.lane && g.delegate.is_none());
+        for grant in redeemable {
             if !grant.callers.matches(caller)? {
                 continue;
             }
@@ -119,6 +150,43 @@ impl Policy {
             caller_in_lane = true;
         }
         Err(if caller_in_lane {
+            BrokerError::ScopeNotAllowed
+        } else {
+            BrokerError::CallerNotAllowed
+        })
+    }
+
+    /// The first delegate grant of `lane` that matches the delegator and allows every one of `scopes`
+    /// (resolved from aliases). Refused with `CallerNotAllowed` when no delegate grant of the lane
+    /// matches the delegator, and `ScopeNotAllowed` when some do but none covers every scope.
+    pub fn authorize_delegation(
+        &self,
+        delegator: &Caller,
+        lane: Lane,
+        scopes: &[TargetScope],
+    ) -> Result<&Grant, BrokerError> {
+        let mut delegator_in_lane = false;
+        let delegating = self
+            .grants
+            .iter()
+            .filter(|g| g.lane == lane && g.delegate.is_some());
+        for grant in delegating {
+            if !grant.callers.matches(delegator)? {
+                continue;
+            }
+            let covers = scopes.iter().all(|scope| {
+                grant.allows(&Ask {
+                    lane,
+                    scope,
+                    via_alias: true,
+                })
+            });
+            if covers {
+                return Ok(grant);
+            }
+            delegator_in_lane = true;
+        }
+        Err(if delegator_in_lane {
             BrokerError::ScopeNotAllowed
         } else {
             BrokerError::CallerNotAllowed
@@ -197,6 +265,7 @@ pub(crate) mod tests {
             scopes,
             aliases: vec![],
             any_alias: false,
+            delegate: None,
         }
     }
 
@@ -284,6 +353,50 @@ pub(crate) mod tests {
         let policy = policy();
         let user = caller(CallerKind::User, APP, &[], &[]);
         assert!(policy.grants_for(&user).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_delegate_grant_allows_delegations_but_nothing_to_redeem() {
+        let mut policy = policy();
+        let mut delegating = grant(
+            "delegate-sql",
+            Callers::Apps(AppMatch::Oids([ANA.parse().unwrap()].into())),
+            Lane::User,
+            &[SQL],
+        );
+        delegating.delegate = Some(Delegate::default());
+        policy.grants.push(delegating);
+        let delegator = caller(CallerKind::Msi, ANA, &[], &[]);
+        let (sql, storage) = (scope(SQL), scope(STORAGE));
+
+        let grant = policy
+            .authorize_delegation(&delegator, Lane::User, std::slice::from_ref(&sql))
+            .unwrap();
+        assert_eq!(&*grant.name, "delegate-sql");
+        assert_eq!(
+            policy
+                .authorize_delegation(&delegator, Lane::User, &[sql.clone(), storage])
+                .err(),
+            Some(BrokerError::ScopeNotAllowed)
+        );
+        assert_eq!(
+            policy
+                .authorize_delegation(&delegator, Lane::Service, std::slice::from_ref(&sql))
+                .err(),
+            Some(BrokerError::CallerNotAllowed)
+        );
+        assert_eq!(
+            policy.authorize(&delegator, ask(Lane::User, &sql)).err(),
+            Some(BrokerError::CallerNotAllowed)
+        );
+        let app = caller(CallerKind::Msi, APP, &[], &[]);
+        assert_eq!(
+            policy
+                .authorize_delegation(&app, Lane::Service, std::slice::from_ref(&sql))
+                .err(),
+            Some(BrokerError::CallerNotAllowed),
+            "an ordinary grant does not delegate"
+        );
     }
 
     #[test]
