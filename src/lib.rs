@@ -12,6 +12,7 @@
 //! - `telemetry`: JSON logs on stdout and the audit line; `log_writer`: batched stdout; `json_line`:
 //!   the audit line's JSON writer.
 //! - `secret`: the redacting type for secrets and tokens.
+//! - `delegation`: delegations' bearers, sealed records and their shared store (memory or Azure Blob).
 //! - `cli`: the offline policy commands (`token-broker policy check|explain`).
 //! - `fuzzing` (feature `fuzzing`): entry points for the coverage-guided fuzz targets in `fuzz/`.
 
@@ -34,6 +35,7 @@ pub mod azure;
 pub mod broker;
 pub mod certificate_loader;
 pub mod cli;
+pub mod delegation;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
