@@ -272,6 +272,7 @@ fn parts(
         metrics,
         tenant,
         client_id,
+        delegations: None,
     })
 }
 

@@ -63,6 +63,19 @@ pub struct AuditRecord {
     pub policy: Option<std::sync::Arc<Policy>>,
     /// The name of the grant that allowed the request.
     pub grant: Option<std::sync::Arc<str>>,
+    /// A delegation route's decision on success (`created`, `rotated`, `read`, `revoked`); its
+    /// refusals are recorded under their code.
+    pub delegation_decision: Option<&'static str>,
+    /// The delegation a request concerned or redeemed, its delegator (app oid) and its subject (oid).
+    pub delegation: Option<DelegationAudit>,
+}
+
+/// The delegation fields of an audit line.
+#[derive(Debug, Clone)]
+pub struct DelegationAudit {
+    pub id: String,
+    pub delegator: String,
+    pub subject: String,
 }
 
 /// Writes the audit line for one decision: target `audit`, level INFO, in the layout of the subscriber's
@@ -76,12 +89,17 @@ pub fn audit(record: &AuditRecord, outcome: Result<Option<&Grant>, &ApiError>) {
         return;
     };
     let caller = record.caller.as_deref();
-    let (decision, reason, detail, status) = match outcome {
-        Ok(Some(_)) => ("issued", "ok", None, 200),
-        Ok(None) => ("answered", "ok", None, 200),
-        Err(err) => {
+    let (decision, reason, detail, status) = match (outcome, record.delegation_decision) {
+        (Ok(Some(_)), _) => ("issued", "ok", None, 200),
+        (Ok(None), Some(decision)) => (decision, "ok", None, 200),
+        (Ok(None), None) => ("answered", "ok", None, 200),
+        (Err(err), delegation_decision) => {
             let status = err.status().as_u16();
-            let decision = if status < 500 { "denied" } else { "failed" };
+            let decision = match delegation_decision {
+                Some(_) => err.code(),
+                None if status < 500 => "denied",
+                None => "failed",
+            };
             (decision, err.code(), detail_of(err), status)
         }
     };
@@ -120,6 +138,11 @@ pub fn audit(record: &AuditRecord, outcome: Result<Option<&Grant>, &ApiError>) {
         }
         if let Some(grant) = record.grant.as_deref() {
             line.str("grant", grant);
+        }
+        if let Some(delegation) = &record.delegation {
+            line.str("delegation", &delegation.id)
+                .str("delegator", &delegation.delegator)
+                .str("subject", &delegation.subject);
         }
         if caller.is_some_and(|c| c.group_overage) {
             // The token named a Graph source instead of its groups: no group grant could match.
@@ -169,8 +192,11 @@ fn rfc3339_micros(buffer: &mut [u8; 32]) -> &str {
 /// The fine-grained reason behind a code, where there is one.
 fn detail_of(err: &ApiError) -> Option<&'static str> {
     match err {
-        ApiError::BadRequest(reason) => Some(reason),
-        ApiError::Broker(BrokerError::InvalidCaller(err)) => Some(err.reason()),
+        ApiError::BadRequest(reason)
+        | ApiError::Broker(BrokerError::InvalidDelegationRequest(reason)) => Some(reason),
+        ApiError::Broker(
+            BrokerError::InvalidCaller(err) | BrokerError::InvalidSubjectToken(err),
+        ) => Some(err.reason()),
         ApiError::Broker(BrokerError::InvalidScope(err)) => Some(err.reason()),
         ApiError::Broker(BrokerError::Upstream(err))
             if err.kind == UpstreamErrorKind::CredentialExpired =>

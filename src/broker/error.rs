@@ -42,6 +42,10 @@ pub enum CallerError {
     VersionMismatch,
     #[error("token is not an access token")]
     NotAnAccessToken,
+    #[error("delegation bearer is malformed, unknown, expired, revoked or altered")]
+    DelegationBearerRefused,
+    #[error("a delegation bearer is not accepted on this route")]
+    DelegationBearerNotAccepted,
     #[error("token was issued to the broker itself")]
     BrokerItself,
     #[error("a required claim is missing or malformed")]
@@ -69,6 +73,8 @@ impl CallerError {
             Self::WrongAudience => "wrong_audience",
             Self::VersionMismatch => "version_mismatch",
             Self::NotAnAccessToken => "not_an_access_token",
+            Self::DelegationBearerRefused => "delegation_bearer_refused",
+            Self::DelegationBearerNotAccepted => "delegation_bearer_not_accepted",
             Self::BrokerItself => "broker_itself",
             Self::MissingClaim => "missing_claim",
             Self::AmbiguousIdentity => "ambiguous_identity",
@@ -187,4 +193,24 @@ pub enum BrokerError {
     RateLimited { retry_after: Duration },
     #[error("token endpoint: {0}")]
     Upstream(#[from] UpstreamError),
+    #[error("delegation request out of bounds: {0}")]
+    InvalidDelegationRequest(&'static str),
+    #[error("delegations are not enabled (BROKER_DELEGATION_STORE=none)")]
+    DelegationsNotEnabled,
+    #[error("no delegation with this id for this caller")]
+    DelegationNotFound,
+    #[error("the delegation is revoked, expired or needs reauthentication")]
+    DelegationNotActive,
+    #[error("an audience is outside the delegator's grant or the subject's user-lane grants")]
+    AudienceNotAllowed,
+    #[error("the subject token failed validation: {0}")]
+    InvalidSubjectToken(CallerError),
+    #[error("the audience is not one of the delegation's")]
+    AudienceNotDelegated,
+    #[error("the lane is not the delegation's")]
+    LaneNotDelegated,
+    #[error("the delegation's refresh token was refused; the user must sign in again")]
+    ReauthenticationRequired { claims: Option<String> },
+    #[error("the delegation store could not be reached within the revocation bound")]
+    DelegationStoreUnavailable,
 }

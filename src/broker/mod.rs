@@ -1,12 +1,13 @@
 //! The core: validates callers, decides through the grants policy, and performs client-credential or
-//! On-Behalf-Of exchanges through the token cache. Knows nothing of warp
-//! or the wire JSON; answers in domain types and `BrokerError`.
+//! On-Behalf-Of exchanges through the token cache; `delegator` and `redemption` do the same for
+//! delegations. Knows nothing of warp or the wire JSON; answers in domain types and `BrokerError`.
 
 pub mod allowlist;
 pub mod authenticated;
 pub mod caller;
 pub mod certificate;
 pub mod credential;
+pub mod delegator;
 pub mod digest;
 pub mod entra_error;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod jwks;
 pub mod metrics;
 pub mod policy;
 pub mod rate_limit;
+pub mod redemption;
 pub mod scope;
 pub mod strict_json;
 pub mod token_cache;
@@ -42,6 +44,7 @@ use crate::broker::rate_limit::RateLimiter;
 use crate::broker::scope::TargetScope;
 use crate::broker::token_cache::{Grant, TokenCache};
 use crate::broker::validation::CallerValidator;
+use crate::delegation::Delegations;
 use crate::secret::Secret;
 
 /// Which identity a token is issued to.
@@ -82,6 +85,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     pub cache: TokenCache,
     pub rate_limiter: RateLimiter,
+    /// `None` when `BROKER_DELEGATION_STORE` is `none`.
+    pub delegations: Option<Delegations>,
     validator: CallerValidator,
     required_user_scope: Option<String>,
     endpoint: Arc<TokenEndpoint>,
@@ -104,6 +109,7 @@ pub struct BrokerParts {
     pub metrics: Arc<Metrics>,
     pub tenant: TenantId,
     pub client_id: ClientId,
+    pub delegations: Option<Delegations>,
 }
 
 impl Broker {
@@ -117,6 +123,7 @@ impl Broker {
             metrics: parts.metrics,
             cache: parts.cache,
             rate_limiter: parts.rate_limiter,
+            delegations: parts.delegations,
             validator: parts.validator,
             endpoint: Arc::new(parts.endpoint),
             tenant: parts.tenant,
@@ -201,15 +208,20 @@ impl Broker {
         request: GrantRequest,
     ) -> impl Fn() -> BoxFuture<'static, Result<IssuedToken, error::UpstreamError>> + Send + Sync + 'static
     {
-        let exchange = Exchange {
-            endpoint: self.endpoint.clone(),
-            credentials: self.credential.clone(),
-            client_id: self.client_id.clone(),
-        };
+        let exchange = self.exchange();
         move || {
             let (exchange, credential, request) =
                 (exchange.clone(), credential.clone(), request.clone());
             Box::pin(async move { exchange.run(credential, &request).await })
+        }
+    }
+
+    /// The exchange at the token endpoint, with the broker's credentials.
+    fn exchange(&self) -> Exchange {
+        Exchange {
+            endpoint: self.endpoint.clone(),
+            credentials: self.credential.clone(),
+            client_id: self.client_id.clone(),
         }
     }
 

@@ -51,13 +51,22 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Broker(err) => match err {
-                B::InvalidScope(_) => StatusCode::BAD_REQUEST,
+                B::InvalidScope(_) | B::InvalidDelegationRequest(_) => StatusCode::BAD_REQUEST,
                 B::InvalidCaller(_) => StatusCode::UNAUTHORIZED,
                 B::InsufficientScope
                 | B::CallerNotAllowed
                 | B::ScopeNotAllowed
                 | B::UnknownAudience
-                | B::LaneNotAllowed => StatusCode::FORBIDDEN,
+                | B::LaneNotAllowed
+                | B::AudienceNotAllowed
+                | B::AudienceNotDelegated
+                | B::LaneNotDelegated => StatusCode::FORBIDDEN,
+                B::DelegationsNotEnabled | B::DelegationNotFound => StatusCode::NOT_FOUND,
+                B::DelegationNotActive => StatusCode::CONFLICT,
+                B::InvalidSubjectToken(_) | B::ReauthenticationRequired { .. } => {
+                    StatusCode::UNAUTHORIZED
+                }
+                B::DelegationStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
                 B::RevisionMismatch { .. } => StatusCode::CONFLICT,
                 B::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 B::SigningKeysUnavailable | B::PolicyUnavailable | B::AllowlistStale { .. } => {
@@ -97,12 +106,22 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::Broker(err) => match err {
                 B::InvalidScope(_) => "invalid_scope",
+                B::InvalidDelegationRequest(_) => "invalid_request",
                 B::InvalidCaller(_) => "invalid_token",
                 B::InsufficientScope => "insufficient_scope",
                 B::CallerNotAllowed => "caller_not_allowed",
                 B::ScopeNotAllowed => "scope_not_allowed",
                 B::UnknownAudience => "unknown_audience",
                 B::LaneNotAllowed => "lane_not_allowed",
+                B::DelegationsNotEnabled => "delegations_not_enabled",
+                B::DelegationNotFound => "delegation_not_found",
+                B::DelegationNotActive => "delegation_not_active",
+                B::AudienceNotAllowed => "audience_not_allowed",
+                B::InvalidSubjectToken(_) => "invalid_subject_token",
+                B::AudienceNotDelegated => "audience_not_delegated",
+                B::LaneNotDelegated => "lane_not_delegated",
+                B::ReauthenticationRequired { .. } => "reauthentication_required",
+                B::DelegationStoreUnavailable => "delegation_store_unavailable",
                 B::RevisionMismatch { .. } => "revision_mismatch",
                 B::RateLimited { .. } => "rate_limited",
                 B::SigningKeysUnavailable => "signing_keys_unavailable",
@@ -161,6 +180,27 @@ impl ApiError {
                 );
             }
             "lane_not_allowed" => "An app-only caller cannot use the user lane; use lane service.",
+            "delegations_not_enabled" => {
+                "Delegations are not enabled on this broker (BROKER_DELEGATION_STORE is none)."
+            }
+            "delegation_not_found" => "No delegation with this id exists for this caller.",
+            "delegation_not_active" => {
+                "The delegation is revoked, expired or needs the user to sign in again; create a new one."
+            }
+            "audience_not_allowed" => {
+                "An audience is outside the delegator's delegate grant or the subject's own user-lane grants."
+            }
+            "invalid_subject_token" => {
+                "The subject token is missing, malformed, expired or not a user token issued for this broker by this tenant."
+            }
+            "audience_not_delegated" => "The audience is not one of this delegation's audiences.",
+            "lane_not_delegated" => "The lane is not this delegation's lane.",
+            "reauthentication_required" => {
+                "The user's sign-in behind this delegation was refused by Microsoft Entra ID; the delegator must have the user sign in again and create a new delegation."
+            }
+            "delegation_store_unavailable" => {
+                "The delegation store could not be reached within the revocation bound; retry after the indicated delay."
+            }
             "revision_mismatch" => {
                 "The request pins a configuration revision other than the broker's current one."
             }
@@ -231,9 +271,11 @@ impl ApiError {
                 UpstreamErrorKind::Throttled { retry_after } => Some(retry_after),
                 _ => None,
             },
-            Self::Broker(BrokerError::SigningKeysUnavailable | BrokerError::PolicyUnavailable) => {
-                Some(Duration::from_secs(5))
-            }
+            Self::Broker(
+                BrokerError::SigningKeysUnavailable
+                | BrokerError::PolicyUnavailable
+                | BrokerError::DelegationStoreUnavailable,
+            ) => Some(Duration::from_secs(5)),
             _ => None,
         }
     }
@@ -246,6 +288,12 @@ impl ApiError {
             }
             Self::Broker(BrokerError::InsufficientScope) => {
                 Some(r#"Bearer error="insufficient_scope""#.to_owned())
+            }
+            Self::Broker(BrokerError::ReauthenticationRequired { .. }) => {
+                Some(r#"Bearer error="invalid_token", error_description="reauthentication_required""#.to_owned())
+            }
+            Self::Broker(BrokerError::InvalidSubjectToken(_)) => {
+                Some(r#"Bearer error="invalid_request""#.to_owned())
             }
             // Microsoft's claims-challenge form for APIs: the claims JSON, base64-encoded.
             Self::Broker(BrokerError::Upstream(err)) => match &err.kind {
@@ -271,11 +319,15 @@ impl ApiError {
             Self::Broker(BrokerError::RevisionMismatch { current, .. }) => {
                 body.insert("current_revision".into(), json!(current));
             }
+            Self::Broker(BrokerError::ReauthenticationRequired { claims }) => {
+                body.insert("claims".into(), json!(claims));
+            }
             Self::Broker(
                 BrokerError::CallerNotAllowed
                 | BrokerError::ScopeNotAllowed
                 | BrokerError::LaneNotAllowed
-                | BrokerError::UnknownAudience,
+                | BrokerError::UnknownAudience
+                | BrokerError::AudienceNotAllowed,
             ) => {
                 if let Some(revision) = context.policy_revision {
                     body.insert("policy_revision".into(), json!(revision));

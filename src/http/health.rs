@@ -98,6 +98,9 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
             with_freshness(section, &allowlist.freshness),
         );
     }
+    if let (Some(delegations), Some(fields)) = (&broker.delegations, body.as_object_mut()) {
+        fields.insert("delegations".into(), json!(delegations.health()));
+    }
     let mut response = no_store_json(&body);
     if !ready {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

@@ -2,6 +2,7 @@
 //! Knows warp; decides nothing about who may have what.
 
 pub mod connections;
+pub mod delegations;
 pub mod error;
 pub mod filters;
 pub mod get_sp_token;
@@ -48,6 +49,11 @@ pub fn routes(
         .and(with_state(broker.clone()))
         .then(whoami::handle);
 
+    let delegations = delegations::delegation_path()
+        .and(request_parts())
+        .and(with_state(broker.clone()))
+        .then(delegations::handle);
+
     let health = function_route(health::ROUTE)
         .and(warp::method())
         .and(with_state(broker))
@@ -59,6 +65,8 @@ pub fn routes(
         .or(token)
         .unify()
         .or(whoami)
+        .unify()
+        .or(delegations)
         .unify()
         .or(health)
         .unify()

@@ -1,5 +1,6 @@
 //! `POST /api/token`: the azure-core `TokenCredential` protocol used by agent containers. Resolves an
-//! audience alias, then runs the user lane (On-Behalf-Of) or the service lane (client credentials).
+//! audience alias, then runs the user lane (On-Behalf-Of) or the service lane (client credentials). A
+//! delegation bearer is redeemed instead (`broker::redemption`).
 
 use std::sync::Arc;
 
@@ -10,12 +11,16 @@ use warp::http::Method;
 use warp::reply::Response;
 
 use crate::broker::policy::Ask;
+use crate::broker::redemption::Redeem;
 use crate::broker::scope::is_alias;
 use crate::broker::token_cache::Grant;
 use crate::broker::{Broker, Lane};
+use crate::delegation::{Counted, looks_like_delegation_bearer};
+use crate::http::delegations::audit_of;
 use crate::http::error::ApiError;
 use crate::http::reply::{begin, finish, no_store_json, seconds_left};
 use crate::http::request::RequestParts;
+use crate::secret::Secret;
 use crate::telemetry::AuditRecord;
 
 pub const ROUTE: &str = "token";
@@ -88,6 +93,10 @@ async fn issue(
     record.audience = Some(request.audience.clone());
     record.label = request.label.clone();
     let bearer = parts.bearer().map_err(|err| ApiError::Broker(err.into()))?;
+    // Routed by prefix before any JWT validation: a delegation bearer is not a JWT.
+    if looks_like_delegation_bearer(bearer.expose()) {
+        return redeem(broker, &bearer, request, record).await;
+    }
     let caller = broker.authenticate(&bearer).await?;
     record.caller = Some(caller.clone());
     broker.check_rate(&caller)?;
@@ -108,6 +117,37 @@ async fn issue(
         Lane::User => Ok(broker.on_behalf_of(&caller, &bearer, &scope).await?),
         Lane::Service => Ok(broker.service_token(&scope).await?),
     }
+}
+
+/// A delegation bearer's redemption: the delegation decides lane and subject, the policy in force
+/// decides whether both sides still hold what it carries.
+async fn redeem(
+    broker: &Broker,
+    bearer: &Secret,
+    request: ParsedRequest,
+    record: &mut AuditRecord,
+) -> Result<Grant, ApiError> {
+    let current = broker.authenticate_delegation(bearer).await?;
+    let delegation = &current.record;
+    record.delegation = Some(audit_of(delegation));
+    record.lane = Some(delegation.lane);
+    broker.rate_limiter.check(&delegation.delegator)?;
+    let policy = broker.policy.current()?;
+    record.policy = Some(policy.clone());
+    let ask = Redeem {
+        audience: &request.audience,
+        lane: request.lane,
+        revision: request.revision,
+    };
+    let outcome = broker.redeem_delegation(&current, &policy, ask).await;
+    if outcome.is_err()
+        && let Some(delegations) = &broker.delegations
+    {
+        delegations.count(Counted::Refused);
+    }
+    let (scope, grant) = outcome?;
+    record.scope = Some(scope.as_str().to_owned());
+    Ok(grant)
 }
 
 pub(crate) fn parse(request: TokenRequest) -> Result<ParsedRequest, ApiError> {

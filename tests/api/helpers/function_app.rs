@@ -50,12 +50,23 @@ impl FunctionApp {
     }
 
     /// The function a request goes to, matched as ASP.NET routing does: path case-insensitive, an
-    /// optional trailing slash, then the `methods` constraint.
+    /// optional trailing slash, a trailing catch-all (`{*rest}`) matching the rest of the path or
+    /// nothing, then the `methods` constraint.
     pub fn route(&self, method: &str, path: &str) -> Option<&Function> {
         let path = path.strip_prefix('/').unwrap_or(path);
         let path = path.strip_suffix('/').unwrap_or(path);
         self.functions.iter().find(|function| {
-            path.eq_ignore_ascii_case(&self.template(function)) && function.accepts(method)
+            let template = self.template(function);
+            let matches = match template.strip_suffix(CATCH_ALL) {
+                Some(fixed) => {
+                    path.eq_ignore_ascii_case(fixed)
+                        || path
+                            .get(..=fixed.len())
+                            .is_some_and(|head| head.eq_ignore_ascii_case(&format!("{fixed}/")))
+                }
+                None => path.eq_ignore_ascii_case(&template),
+            };
+            matches && function.accepts(method)
         })
     }
 
@@ -67,6 +78,9 @@ impl FunctionApp {
         }
     }
 }
+
+/// The one route parameter the harness understands: a trailing catch-all.
+const CATCH_ALL: &str = "/{*rest}";
 
 impl Function {
     fn parse(name: String, json: Value) -> Self {
@@ -82,9 +96,10 @@ impl Function {
             Some(route) if !route.is_empty() => route.to_owned(),
             _ => name.clone(),
         };
+        let fixed = route.strip_suffix(CATCH_ALL).unwrap_or(&route);
         assert!(
-            !route.contains('{'),
-            "{name}: the harness routes literal templates only, not `{route}`"
+            !fixed.contains('{'),
+            "{name}: the harness routes literal templates and one trailing catch-all only, not `{route}`"
         );
         let methods = trigger["methods"].as_array().map(|methods| {
             methods
