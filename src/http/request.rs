@@ -8,6 +8,7 @@ use warp::http::{HeaderMap, Method, header};
 
 use crate::broker::error::CallerError;
 use crate::http::error::ApiError;
+use crate::delegation::bearer::BEARER_PREFIX;
 use crate::secret::Secret;
 
 /// Largest request body accepted; the real ones are under 200 bytes.
@@ -108,7 +109,8 @@ impl RequestParts {
     }
 
     /// The caller's bearer token: exactly one `Authorization` header, scheme `Bearer` in any case,
-    /// and a compact JWS (three base64url segments) of bounded length.
+    /// and a compact JWS (three base64url segments) or a delegation bearer (its prefix and base64url)
+    /// of bounded length.
     pub fn bearer(&self) -> Result<Secret, CallerError> {
         let mut values = self.headers.get_all(header::AUTHORIZATION).iter();
         let value = values.next().ok_or(CallerError::MissingAuthorization)?;
@@ -139,7 +141,8 @@ impl RequestParts {
             // Not even a printable header value (RFC 9110 field-value), let alone a token.
             return Err(CallerError::MalformedAuthorization);
         }
-        if !charset_ok || dots != 2 {
+        let delegation = dots == 0 && token.starts_with(BEARER_PREFIX.as_bytes());
+        if !charset_ok || (dots != 2 && !delegation) {
             return Err(CallerError::Malformed);
         }
         std::str::from_utf8(token)

@@ -13,6 +13,7 @@ mod audit;
 mod broker_credentials;
 mod caller_validation;
 mod connections;
+mod delegations;
 mod deploy_template;
 mod docs;
 mod emulator_refresh_tokens;

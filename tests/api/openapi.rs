@@ -66,14 +66,32 @@ fn openapi_document_is_3_1_and_describes_every_function_folder_route_and_method(
 
     for function in &app.functions {
         let path = format!("/{}/{}", app.route_prefix, function.route);
-        let operations = document["paths"]
-            .as_object()
-            .and_then(|paths| paths.iter().find(|(p, _)| p.eq_ignore_ascii_case(&path)))
-            .map(|(_, operations)| operations)
-            .unwrap_or_else(|| panic!("docs/openapi.yaml lacks {path} ({})", function.name));
-        let documented: BTreeSet<String> = operations
+        // A catch-all route (`{*rest}`) is documented as the paths under its fixed part.
+        let fixed = path.strip_suffix("/{*rest}");
+        let under = |documented: &str| match fixed {
+            Some(fixed) => {
+                documented.eq_ignore_ascii_case(fixed)
+                    || documented
+                        .to_ascii_lowercase()
+                        .starts_with(&format!("{}/", fixed.to_ascii_lowercase()))
+            }
+            None => documented.eq_ignore_ascii_case(&path),
+        };
+        let operations: Vec<&Value> = document["paths"]
             .as_object()
             .into_iter()
+            .flatten()
+            .filter(|(p, _)| under(p))
+            .map(|(_, operations)| operations)
+            .collect();
+        assert!(
+            !operations.is_empty(),
+            "docs/openapi.yaml lacks {path} ({})",
+            function.name
+        );
+        let documented: BTreeSet<String> = operations
+            .iter()
+            .filter_map(|operations| operations.as_object())
             .flatten()
             .map(|(method, _)| method.clone())
             .collect();

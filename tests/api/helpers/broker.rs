@@ -134,6 +134,23 @@ impl TestBroker {
         conforming("GET", path, response).await
     }
 
+    /// A JSON POST through the host with `bearer`.
+    pub async fn post_json_as(&self, path: &str, bearer: &str, body: &Value) -> reqwest::Response {
+        self.post_json(path, bearer, body).await
+    }
+
+    /// A DELETE through the host with `bearer`.
+    pub async fn delete(&self, path: &str, bearer: &str) -> reqwest::Response {
+        let response = self
+            .client
+            .delete(format!("{}{path}", self.url()))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
+        conforming("DELETE", path, response).await
+    }
+
     pub fn stdout_lines(&self) -> Vec<String> {
         self.process.stdout_lines()
     }

@@ -23,15 +23,24 @@ pub fn document() -> &'static Value {
 }
 
 /// The documented path that `path` names (matched case-insensitively, as the host routes, without a
-/// query string), if any.
+/// query string; a `{parameter}` segment matches any one segment), if any.
 pub fn documented_path(path: &str) -> Option<&'static str> {
     let path = path.split('?').next().unwrap_or(path);
     let path = path.strip_suffix('/').unwrap_or(path);
     document()["paths"]
         .as_object()?
         .keys()
-        .find(|documented| documented.eq_ignore_ascii_case(path))
+        .find(|documented| template_matches(documented, path))
         .map(String::as_str)
+}
+
+fn template_matches(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template.iter().zip(&path).all(|(expected, actual)| {
+            (expected.starts_with('{') && expected.ends_with('}') && !actual.is_empty())
+                || expected.eq_ignore_ascii_case(actual)
+        })
 }
 
 /// Follows one `$ref` within the document.
