@@ -127,6 +127,21 @@ async fn redeem(
     request: ParsedRequest,
     record: &mut AuditRecord,
 ) -> Result<Grant, ApiError> {
+    let outcome = redeem_checked(broker, bearer, request, record).await;
+    if outcome.is_err()
+        && let Some(delegations) = &broker.delegations
+    {
+        delegations.count(Counted::Refused);
+    }
+    outcome
+}
+
+async fn redeem_checked(
+    broker: &Broker,
+    bearer: &Secret,
+    request: ParsedRequest,
+    record: &mut AuditRecord,
+) -> Result<Grant, ApiError> {
     let current = broker.authenticate_delegation(bearer).await?;
     let delegation = &current.record;
     record.delegation = Some(audit_of(delegation));
@@ -139,13 +154,7 @@ async fn redeem(
         lane: request.lane,
         revision: request.revision,
     };
-    let outcome = broker.redeem_delegation(&current, &policy, ask).await;
-    if outcome.is_err()
-        && let Some(delegations) = &broker.delegations
-    {
-        delegations.count(Counted::Refused);
-    }
-    let (scope, grant) = outcome?;
+    let (scope, grant) = broker.redeem_delegation(&current, &policy, ask).await?;
     record.scope = Some(scope.as_str().to_owned());
     Ok(grant)
 }

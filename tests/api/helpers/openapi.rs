@@ -54,8 +54,13 @@ fn resolve(value: &'static Value) -> &'static Value {
     }
 }
 
+/// A JSON pointer token, percent-encoded for use in a URI fragment (`{id}` in templated paths).
 fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
+    token
+        .replace('~', "~0")
+        .replace('/', "~1")
+        .replace('{', "%7B")
+        .replace('}', "%7D")
 }
 
 /// A validator for the JSON body of `method path` answered with `status`, or `None` when the document
