@@ -29,20 +29,16 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
-pub mod app;
 pub mod azure;
 pub mod broker;
-pub mod certificate_loader;
 pub mod cli;
 #[cfg(feature = "fuzzing")]
-pub mod fuzzing;
+pub mod fuzz_entry_points;
 pub mod http;
-pub mod json_line;
-pub mod log_writer;
-pub mod refresh;
+pub mod logging;
+pub mod runtime;
 pub mod secret;
 pub mod settings;
-pub mod telemetry;
 
 #[cfg(test)]
-mod fuzz;
+mod property_cases;

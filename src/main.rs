@@ -5,10 +5,10 @@
 
 use std::process::ExitCode;
 
-use token_broker::app::App;
 use token_broker::cli;
+use token_broker::logging::telemetry;
+use token_broker::runtime::app::App;
 use token_broker::settings::Settings;
-use token_broker::telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -10,7 +10,7 @@ use crate::broker::metrics::Metrics;
 use crate::broker::token_cache::Grant;
 use crate::http::error::{ApiError, ErrorContext};
 use crate::http::request::RequestParts;
-use crate::telemetry::{self, AuditRecord};
+use crate::logging::telemetry::{self, AuditRecord};
 
 /// Room for a token response: Entra's access tokens are 1-4 KB.
 const TOKEN_RESPONSE_CAPACITY: usize = 4 * 1024;

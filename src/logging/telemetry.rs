@@ -14,8 +14,8 @@ use crate::broker::error::{BrokerError, UpstreamErrorKind};
 use crate::broker::policy::Policy;
 use crate::broker::token_cache::Grant;
 use crate::http::error::ApiError;
-use crate::json_line::JsonLine;
-use crate::log_writer::{BatchedStdout, FlushOnDrop};
+use crate::logging::json_line::JsonLine;
+use crate::logging::log_writer::{BatchedStdout, FlushOnDrop};
 
 /// Read before settings (so that a settings error can be logged), like `RUST_LOG`.
 const LOG_FILTER_VAR: &str = "BROKER_LOG";

@@ -25,9 +25,9 @@ use crate::broker::token_cache::TokenCache;
 use crate::broker::upstream::Upstream;
 use crate::broker::validation::CallerValidator;
 use crate::broker::{Broker, BrokerParts};
-use crate::certificate_loader::{FileCertificate, VaultCertificate};
 use crate::http::server::{self, ServerLimits};
-use crate::refresh::{self, VaultSources};
+use crate::runtime::certificate_loader::{FileCertificate, VaultCertificate};
+use crate::runtime::refresh::{self, VaultSources};
 use crate::settings::{
     CertificateSource, ClientSecretSource, CredentialSettings, PolicyDocumentSource, Settings,
 };
