@@ -69,7 +69,8 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let reader = match &settings.key_vault {
             Some(key_vault) => Some(Arc::new(VaultReader::new(
-                key_vault,
+                &key_vault.url,
+                &key_vault.audience,
                 http.clone(),
                 settings.managed_identity_client_id.as_ref(),
             )?)),

@@ -3,28 +3,46 @@
 //! A missing or malformed setting is an error naming the variable and the expected shape, never its
 //! value (it may be a secret); there is no silent fallback to a default on a parse failure.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::str::FromStr;
+//! One module per concern reads its settings: `entra` (authority and identity endpoint), `key_vault`,
+//! `credential` (the broker's credential), `legacy_policy`, `policy_document`, `server` (port and
+//! limits); `vars` is the lookup they share. This module only assembles them and holds the error type.
+
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use url::Url;
 
-use crate::broker::ids::{ClientId, Guid, ObjectId, TenantId};
-use crate::broker::scope::{AudienceMap, DEFAULT_AUDIENCES, DEFAULT_SCOPES, TargetScope, is_alias};
+use crate::broker::ids::{ClientId, ObjectId, TenantId};
+use crate::broker::scope::{AudienceMap, TargetScope};
 
 mod credential;
+mod entra;
+mod key_vault;
+mod legacy_policy;
+mod policy_document;
+mod server;
+mod vars;
 
+pub use crate::broker::policy::legacy::UserAccess;
+pub use crate::broker::rate_limit::RateLimits;
 pub use credential::{
     CertificateSource, ClientSecretSource, CredentialSettings, FEDERATED_AUDIENCE,
     FEDERATED_AUDIENCE_CHINA, FEDERATED_AUDIENCE_US_GOV,
 };
+pub use entra::DEFAULT_AUTHORITY_HOST;
+pub use key_vault::{DEFAULT_KEY_VAULT_AUDIENCE, KeyVaultSettings};
+pub use legacy_policy::{
+    DEFAULT_ALLOWLIST_MAX_AGE_SECONDS, DEFAULT_ALLOWLIST_SECRET, LEGACY_POLICY_SETTINGS,
+};
+pub use policy_document::PolicyDocumentSource;
+pub use server::DEFAULT_PORT;
 
-pub const DEFAULT_PORT: u16 = 3000;
-pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
-pub const DEFAULT_ALLOWLIST_SECRET: &str = "allowed-msi-oids";
-pub const DEFAULT_KEY_VAULT_AUDIENCE: &str = "https://vault.azure.net";
-pub const DEFAULT_ALLOWLIST_MAX_AGE_SECONDS: u64 = 6 * 3600;
+use entra::{authority_host, identity_endpoint, required_user_scope};
+use key_vault::key_vault;
+use legacy_policy::{allowed_scopes, allowlist_max_age, audiences, user_access};
+use policy_document::policy_document;
+use server::{max_connections, port};
+use vars::Vars;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
@@ -45,56 +63,6 @@ pub enum SettingsError {
     /// Legacy policy settings set beside a policy document, which replaces them all.
     #[error("{by} replaces the legacy policy settings; remove {names}")]
     ReplacedByPolicy { by: &'static str, names: String },
-}
-
-/// The settings a policy document replaces; with one configured, any of them is a start-up error.
-pub const LEGACY_POLICY_SETTINGS: &[&str] = &[
-    "BROKER_ALLOWLIST_SECRET_NAME",
-    "BROKER_ALLOWED_MSI_OIDS",
-    "BROKER_ALLOWLIST_MAX_AGE_SECONDS",
-    "BROKER_ALLOWED_SCOPES",
-    "BROKER_EXTRA_SCOPES",
-    "BROKER_AUDIENCES",
-    "BROKER_POLICY_REVISION",
-    "BROKER_USER_ACCESS",
-    "BROKER_ALLOWED_USER_OIDS",
-    "BROKER_USER_APP_ROLE",
-];
-
-/// Where the grants policy document is read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PolicyDocumentSource {
-    /// `BROKER_POLICY_SECRET_NAME`: a Key Vault secret, re-read on the refresh schedule.
-    KeyVault { name: String },
-    /// `BROKER_POLICY_FILE`: a file deployed with the app, re-read on the refresh schedule.
-    File { path: PathBuf },
-}
-
-/// Which users may receive the broker's service-principal token (GetSPToken, or lane `service`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserAccess {
-    /// No user (the default: a whole tenant is never admitted silently).
-    Denied,
-    /// Users whose object id is listed in `BROKER_ALLOWED_USER_OIDS`.
-    Allowlist(BTreeSet<ObjectId>),
-    /// Users whose token carries this app role (`roles`), assigned on the broker's enterprise app.
-    AppRole(String),
-    /// Every user of the tenant (explicit `BROKER_USER_ACCESS=tenant`).
-    Tenant,
-}
-
-#[derive(Debug, Clone)]
-pub struct KeyVaultSettings {
-    pub url: Url,
-    /// The only audience the managed identity may be asked a token for on Key Vault's behalf.
-    pub audience: String,
-}
-
-/// Per-caller and overall request budgets (token-bucket, refilled per minute).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimits {
-    pub per_caller_per_minute: u32,
-    pub total_per_minute: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -196,386 +164,12 @@ impl Settings {
     }
 }
 
-fn port(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<u16, SettingsError> {
-    const NAME: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
-    vars.parsed(NAME, DEFAULT_PORT, "expected a TCP port number")
-}
-
-/// Six hours by default (or two refresh intervals, if longer): long enough to ride out a Key Vault
-/// incident and for `degraded` health, after three failed reads, to reach an operator first; short
-/// enough that an identity removed from the secret cannot keep its access for the 24 h an App Service
-/// Key Vault reference may stay cached. docs/reliability.md argues it in full.
-fn allowlist_max_age(
-    vars: &Vars<impl Fn(&str) -> Option<String>>,
-    refresh: Duration,
-) -> Result<Duration, SettingsError> {
-    const NAME: &str = "BROKER_ALLOWLIST_MAX_AGE_SECONDS";
-    // One slow read must not make the list stale: at least two intervals.
-    let least = refresh.saturating_mul(2);
-    if vars.get(NAME).is_none() {
-        return Ok(Duration::from_secs(DEFAULT_ALLOWLIST_MAX_AGE_SECONDS).max(least));
-    }
-    let max_age = vars.seconds(NAME, DEFAULT_ALLOWLIST_MAX_AGE_SECONDS, 1)?;
-    if max_age < least {
-        return Err(SettingsError::Invalid {
-            name: NAME,
-            reason: "expected at least twice BROKER_ALLOWLIST_REFRESH_SECONDS",
-        });
-    }
-    Ok(max_age)
-}
-
-/// 1,024 by default: the host's own pool to the handler stays far below that, and it leaves room in the
-/// 4,096 descriptors a Linux process commonly may hold. At least 16, so the host is never starved.
-fn max_connections(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<usize, SettingsError> {
-    const NAME: &str = "BROKER_MAX_CONNECTIONS";
-    const REASON: &str = "expected a whole number of connections, from 16 to 100000";
-    let count: usize = vars.parsed(NAME, 1024, REASON)?;
-    if !(16..=100_000).contains(&count) {
-        return Err(SettingsError::Invalid {
-            name: NAME,
-            reason: REASON,
-        });
-    }
-    Ok(count)
-}
-
-fn authority_host(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Url, SettingsError> {
-    const NAME: &str = "BROKER_AUTHORITY_HOST";
-    let text = vars
-        .get(NAME)
-        .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.to_owned());
-    let url = https_url(NAME, &text)?;
-    if url.path() != "/" {
-        return Err(SettingsError::Invalid {
-            name: NAME,
-            reason: "expected a bare https:// host such as https://login.microsoftonline.com",
-        });
-    }
-    Ok(url)
-}
-
-fn key_vault(
-    vars: &Vars<impl Fn(&str) -> Option<String>>,
-) -> Result<Option<KeyVaultSettings>, SettingsError> {
-    let Some(text) = vars.get("BROKER_KEY_VAULT_URL") else {
-        return Ok(None);
-    };
-    let mut url = https_url("BROKER_KEY_VAULT_URL", &text)?;
-    if !url.path().ends_with('/') {
-        url.set_path(&format!("{}/", url.path()));
-    }
-    identity_endpoint(vars)?;
-    let audience = match vars.get("BROKER_KEY_VAULT_AUDIENCE") {
-        Some(text) => https_url("BROKER_KEY_VAULT_AUDIENCE", &text)?
-            .as_str()
-            .trim_end_matches('/')
-            .to_owned(),
-        None => DEFAULT_KEY_VAULT_AUDIENCE.to_owned(),
-    };
-    Ok(Some(KeyVaultSettings { url, audience }))
-}
-
-/// App Service's managed identity endpoint, which Key Vault reads and the federated credential use.
-/// Without it the SDK would fall back to the VM metadata endpoint, which a Function App does not have.
-fn identity_endpoint(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<(), SettingsError> {
-    match vars.get("IDENTITY_ENDPOINT") {
-        Some(endpoint)
-            if Url::parse(&endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) => {}
-        Some(_) => {
-            return Err(SettingsError::Invalid {
-                name: "IDENTITY_ENDPOINT",
-                reason: "expected the App Service managed identity endpoint URL",
-            });
-        }
-        None => {
-            return Err(SettingsError::Missing {
-                name: "IDENTITY_ENDPOINT",
-            });
-        }
-    }
-    if vars.get("IDENTITY_HEADER").is_none() {
-        return Err(SettingsError::Missing {
-            name: "IDENTITY_HEADER",
-        });
-    }
-    Ok(())
-}
-
-fn policy_document(
-    vars: &Vars<impl Fn(&str) -> Option<String>>,
-    has_key_vault: bool,
-) -> Result<Option<PolicyDocumentSource>, SettingsError> {
-    const SECRET: &str = "BROKER_POLICY_SECRET_NAME";
-    const FILE: &str = "BROKER_POLICY_FILE";
-    let source = match (vars.secret_name(SECRET)?, vars.get(FILE)) {
-        (Some(_), Some(_)) => {
-            return Err(SettingsError::Invalid {
-                name: FILE,
-                reason: "set either BROKER_POLICY_SECRET_NAME or BROKER_POLICY_FILE, not both",
-            });
-        }
-        (Some(_), None) if !has_key_vault => {
-            return Err(SettingsError::Missing {
-                name: "BROKER_KEY_VAULT_URL",
-            });
-        }
-        (Some(name), None) => (SECRET, PolicyDocumentSource::KeyVault { name }),
-        (None, Some(path)) => (FILE, PolicyDocumentSource::File { path: path.into() }),
-        (None, None) => return Ok(None),
-    };
-    let legacy: Vec<&str> = LEGACY_POLICY_SETTINGS
-        .iter()
-        .copied()
-        .filter(|name| vars.get(name).is_some())
-        .collect();
-    if legacy.is_empty() {
-        Ok(Some(source.1))
-    } else {
-        Err(SettingsError::ReplacedByPolicy {
-            by: source.0,
-            names: legacy.join(", "),
-        })
-    }
-}
-
-fn allowed_scopes(
-    vars: &Vars<impl Fn(&str) -> Option<String>>,
-) -> Result<BTreeSet<TargetScope>, SettingsError> {
-    let mut scopes = match vars.get("BROKER_ALLOWED_SCOPES") {
-        Some(text) => scope_list("BROKER_ALLOWED_SCOPES", &text)?,
-        None => DEFAULT_SCOPES
-            .iter()
-            .filter_map(|s| TargetScope::parse(s).ok())
-            .collect(),
-    };
-    if let Some(text) = vars.get("BROKER_EXTRA_SCOPES") {
-        scopes.extend(scope_list("BROKER_EXTRA_SCOPES", &text)?);
-    }
-    Ok(scopes)
-}
-
-fn scope_list(name: &'static str, text: &str) -> Result<BTreeSet<TargetScope>, SettingsError> {
-    split_list(text)
-        .map(|item| {
-            TargetScope::parse(item).map_err(|_| SettingsError::Invalid {
-                name,
-                reason: "expected <https:// or api:// resource>/.default scopes separated by commas",
-            })
-        })
-        .collect()
-}
-
-fn audiences(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<AudienceMap, SettingsError> {
-    const NAME: &str = "BROKER_AUDIENCES";
-    const REASON: &str =
-        "expected alias=<resource>/.default entries separated by commas (alias= removes one)";
-    let mut map: BTreeMap<String, TargetScope> = DEFAULT_AUDIENCES
-        .iter()
-        .filter_map(|(alias, scope)| Some(((*alias).to_owned(), TargetScope::parse(scope).ok()?)))
-        .collect();
-    if let Some(text) = vars.get(NAME) {
-        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let invalid = SettingsError::Invalid {
-                name: NAME,
-                reason: REASON,
-            };
-            let (alias, scope) = entry.split_once('=').ok_or(invalid.clone())?;
-            let (alias, scope) = (alias.trim(), scope.trim());
-            if !is_alias(alias) {
-                return Err(invalid);
-            }
-            if scope.is_empty() {
-                map.remove(alias);
-            } else {
-                let scope = TargetScope::parse(scope).map_err(|_| invalid)?;
-                map.insert(alias.to_owned(), scope);
-            }
-        }
-    }
-    Ok(AudienceMap::new(map))
-}
-
-fn user_access(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<UserAccess, SettingsError> {
-    const NAME: &str = "BROKER_USER_ACCESS";
-    let oids = vars.guid_list("BROKER_ALLOWED_USER_OIDS")?;
-    let role = vars.get("BROKER_USER_APP_ROLE");
-    let access = match vars.get(NAME).as_deref() {
-        None | Some("none") => UserAccess::Denied,
-        Some("allowlist") if oids.is_empty() => {
-            return Err(SettingsError::Missing {
-                name: "BROKER_ALLOWED_USER_OIDS",
-            });
-        }
-        Some("allowlist") => UserAccess::Allowlist(oids.clone()),
-        Some("app-role") => match &role {
-            Some(role) if is_claim_value(role) => UserAccess::AppRole(role.clone()),
-            Some(_) => {
-                return Err(SettingsError::Invalid {
-                    name: "BROKER_USER_APP_ROLE",
-                    reason: "expected an app role value such as Broker.User",
-                });
-            }
-            None => {
-                return Err(SettingsError::Missing {
-                    name: "BROKER_USER_APP_ROLE",
-                });
-            }
-        },
-        Some("tenant") => UserAccess::Tenant,
-        Some(_) => {
-            return Err(SettingsError::Invalid {
-                name: NAME,
-                reason: "expected none, allowlist, app-role or tenant",
-            });
-        }
-    };
-    if !oids.is_empty() && !matches!(access, UserAccess::Allowlist(_)) {
-        return Err(SettingsError::Invalid {
-            name: "BROKER_ALLOWED_USER_OIDS",
-            reason: "is only used with BROKER_USER_ACCESS=allowlist",
-        });
-    }
-    Ok(access)
-}
-
-fn required_user_scope(
-    vars: &Vars<impl Fn(&str) -> Option<String>>,
-) -> Result<Option<String>, SettingsError> {
-    match vars.get("BROKER_REQUIRED_USER_SCOPE") {
-        Some(scope) if is_claim_value(&scope) => Ok(Some(scope)),
-        Some(_) => Err(SettingsError::Invalid {
-            name: "BROKER_REQUIRED_USER_SCOPE",
-            reason: "expected one delegated scope name such as user_impersonation",
-        }),
-        None => Ok(None),
-    }
-}
-
-/// A role or scope name: printable ASCII without spaces, as Entra allows in `roles` and `scp`.
-fn is_claim_value(text: &str) -> bool {
-    (1..=120).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic())
-}
-
-fn https_url(name: &'static str, text: &str) -> Result<Url, SettingsError> {
-    let invalid = SettingsError::Invalid {
-        name,
-        reason: "expected an https:// URL",
-    };
-    let url = Url::parse(text).map_err(|_| invalid.clone())?;
-    if url.scheme() != "https"
-        || url.host_str().is_none()
-        || !url.username().is_empty()
-        || url.password().is_some()
-        || url.query().is_some()
-        || url.fragment().is_some()
-    {
-        return Err(invalid);
-    }
-    Ok(url)
-}
-
-fn split_list(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|item| !item.is_empty())
-}
-
-/// The lookup, with the conversions every setting shares.
-struct Vars<F>(F);
-
-impl<F: Fn(&str) -> Option<String>> Vars<F> {
-    /// The trimmed value; unset and blank are the same (App Service cannot unset a slot setting).
-    fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|value| value.trim().to_owned())
-            .filter(|value| !value.is_empty())
-    }
-
-    fn required_guid(&self, name: &'static str) -> Result<Guid, SettingsError> {
-        let text = self.get(name).ok_or(SettingsError::Missing { name })?;
-        text.parse().map_err(|_| SettingsError::Invalid {
-            name,
-            reason: "expected a GUID",
-        })
-    }
-
-    fn guid_list(&self, name: &'static str) -> Result<BTreeSet<Guid>, SettingsError> {
-        let Some(text) = self.get(name) else {
-            return Ok(BTreeSet::new());
-        };
-        split_list(&text)
-            .map(|item| {
-                item.parse().map_err(|_| SettingsError::Invalid {
-                    name,
-                    reason: "expected GUIDs separated by commas or whitespace",
-                })
-            })
-            .collect()
-    }
-
-    fn secret_name(&self, name: &'static str) -> Result<Option<String>, SettingsError> {
-        match self.get(name) {
-            Some(text)
-                if (1..=127).contains(&text.len())
-                    && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-            {
-                Ok(Some(text))
-            }
-            Some(_) => Err(SettingsError::Invalid {
-                name,
-                reason: "expected a Key Vault secret name (1-127 letters, digits and dashes)",
-            }),
-            None => Ok(None),
-        }
-    }
-
-    fn parsed<T: FromStr>(
-        &self,
-        name: &'static str,
-        default: T,
-        reason: &'static str,
-    ) -> Result<T, SettingsError> {
-        match self.get(name) {
-            Some(text) => text
-                .parse()
-                .map_err(|_| SettingsError::Invalid { name, reason }),
-            None => Ok(default),
-        }
-    }
-
-    fn seconds(
-        &self,
-        name: &'static str,
-        default: u64,
-        min: u64,
-    ) -> Result<Duration, SettingsError> {
-        let reason = if min == 0 {
-            "expected a whole number of seconds"
-        } else {
-            "expected a whole number of seconds, at least 1"
-        };
-        let seconds: u64 = self.parsed(name, default, reason)?;
-        if seconds < min || seconds > 86_400 * 7 {
-            return Err(SettingsError::Invalid { name, reason });
-        }
-        Ok(Duration::from_secs(seconds))
-    }
-
-    fn positive(&self, name: &'static str, default: u32) -> Result<u32, SettingsError> {
-        const REASON: &str = "expected a positive whole number of requests per minute";
-        match self.parsed(name, default, REASON)? {
-            0 => Err(SettingsError::Invalid {
-                name,
-                reason: REASON,
-            }),
-            value => Ok(value),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::broker::scope::DEFAULT_SCOPES;
 
     const TENANT: &str = "6f1c2b7e-3d4a-4e5f-8a9b-0c1d2e3f4a5b";
     const CLIENT: &str = "0b5e9c3a-7f2d-4a61-9c8e-2d4b6a8f1e37";
