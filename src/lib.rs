@@ -32,6 +32,7 @@
 pub mod azure;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_entry_points;
 pub mod http;

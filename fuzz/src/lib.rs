@@ -169,7 +169,7 @@ pub fn assert_sound(token: &str, caller: &Caller) {
         iss == V1_ISSUER || iss == V2_ISSUER,
         "accepted issuer {iss}"
     );
-    let now = token_broker::broker::validation::now();
+    let now = token_broker::clock::now();
     let exp = claims["exp"]
         .as_u64()
         .expect("accepted without numeric exp");

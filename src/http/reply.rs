@@ -86,5 +86,5 @@ pub fn no_store_json<T: Serialize>(body: &T) -> Response {
 
 /// Whole seconds left until `expires_at` (Unix seconds), never negative.
 pub fn seconds_left(expires_at: u64) -> u64 {
-    expires_at.saturating_sub(crate::broker::validation::now())
+    expires_at.saturating_sub(crate::clock::now())
 }
