@@ -44,7 +44,7 @@ pub fn finish(
 
 /// Audits and counts a refusal and answers it.
 pub fn refuse(broker: &Broker, record: &AuditRecord, err: ApiError) -> Response {
-    telemetry::audit(record, Err(&err));
+    telemetry::audit(record, Err(err.refusal()));
     let metrics = &broker.metrics;
     Metrics::add(match &err {
         ApiError::Broker(crate::broker::error::BrokerError::RateLimited { .. }) => {

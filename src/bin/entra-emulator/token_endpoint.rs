@@ -193,8 +193,8 @@ pub fn success(
 mod tests {
     use super::*;
     use crate::http::Listener;
-    use warp::http::{HeaderMap, Method};
     use warp::http::header::{CONTENT_TYPE, HeaderValue};
+    use warp::http::{HeaderMap, Method};
 
     fn form(body: &'static str) -> Form {
         let mut headers = HeaderMap::new();
