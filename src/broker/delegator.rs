@@ -7,7 +7,7 @@ use crate::broker::caller::{Caller, CallerKind};
 use crate::broker::error::{BrokerError, UpstreamError, UpstreamErrorKind};
 use crate::broker::policy::{Ask, Delegate, Grant, Policy};
 use crate::broker::scope::TargetScope;
-use crate::broker::validation::now;
+use crate::clock::now;
 use crate::broker::{Broker, Lane};
 use crate::delegation::{
     Bearer, Counted, DelegationId, DelegationRecord, DelegationState, Delegations, StoreError,

@@ -8,6 +8,7 @@ pub mod caller;
 pub mod certificate;
 pub mod credential;
 pub mod delegator;
+pub mod credential_kind;
 pub mod digest;
 pub mod entra_error;
 pub mod error;

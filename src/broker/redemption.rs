@@ -18,7 +18,7 @@ use crate::broker::ids::ObjectId;
 use crate::broker::policy::Policy;
 use crate::broker::scope::TargetScope;
 use crate::broker::token_cache::Grant;
-use crate::broker::validation::now;
+use crate::clock::now;
 use crate::broker::{Broker, Lane};
 use crate::delegation::{
     self, BearerRefused, Counted, DelegationId, DelegationRecord, DelegationState, Delegations,

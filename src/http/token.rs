@@ -20,8 +20,8 @@ use crate::http::delegations::audit_of;
 use crate::http::error::ApiError;
 use crate::http::reply::{begin, finish, no_store_json, seconds_left};
 use crate::http::request::RequestParts;
+use crate::logging::telemetry::AuditRecord;
 use crate::secret::Secret;
-use crate::telemetry::AuditRecord;
 
 pub const ROUTE: &str = "token";
 /// Longest `scope` label recorded.

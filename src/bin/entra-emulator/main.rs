@@ -35,6 +35,7 @@ mod stats;
 mod tls;
 mod token_endpoint;
 mod user_token;
+mod token_route;
 mod vault;
 
 use crate::http::Listener;
