@@ -14,11 +14,13 @@ use crate::broker::ids::{ClientId, Guid, ObjectId, TenantId};
 use crate::broker::scope::{AudienceMap, DEFAULT_AUDIENCES, DEFAULT_SCOPES, TargetScope, is_alias};
 
 mod credential;
+mod delegation;
 
 pub use credential::{
     CertificateSource, ClientSecretSource, CredentialSettings, FEDERATED_AUDIENCE,
     FEDERATED_AUDIENCE_CHINA, FEDERATED_AUDIENCE_US_GOV,
 };
+pub use delegation::{DelegationSettings, DelegationStoreSetting};
 
 pub const DEFAULT_PORT: u16 = 3000;
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
@@ -131,6 +133,7 @@ pub struct Settings {
     pub token_margin: Duration,
     pub http_timeout: Duration,
     pub rate_limits: RateLimits,
+    pub delegation: DelegationSettings,
 }
 
 impl Settings {
@@ -157,7 +160,9 @@ impl Settings {
         }
         let policy_document = policy_document(&vars, key_vault.is_some())?;
         let allowlist_refresh = vars.seconds("BROKER_ALLOWLIST_REFRESH_SECONDS", 120, 1)?;
+        let delegation = delegation::delegation(&vars, key_vault.is_some())?;
         Ok(Self {
+            delegation,
             policy_document,
             port: port(&vars)?,
             tenant_id,
