@@ -13,7 +13,7 @@ use super::store::blob::BlobStore;
 use super::store::memory::MemoryStore;
 use crate::azure::key_vault::VaultReader;
 use crate::broker::ids::ClientId;
-use crate::settings::{DelegationSettings, DelegationStoreSetting};
+use url::Url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -25,6 +25,25 @@ pub enum SetupError {
     Random(#[from] RandomUnavailable),
 }
 
+/// Where delegation records are kept (`BROKER_DELEGATION_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `memory`: this process only (the demo, local runs).
+    Memory,
+    /// An Azure Blob container URL, reached with the Function App's managed identity.
+    Blob { container: Url },
+}
+
+/// Delegations as configured (settings build it; `None` there means delegations are off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegationConfig {
+    pub store: StoreLocation,
+    /// `BROKER_DELEGATION_KEY_NAME`: the Key Vault secret holding the sealing key (every version is
+    /// read). `None` (only with `memory`): a random key for this process.
+    pub key_name: Option<String>,
+    pub bounds: Bounds,
+}
+
 /// What start-up gets back: the handle, and the keyring source to load first and then refresh.
 pub struct Started {
     pub delegations: Delegations,
@@ -32,24 +51,22 @@ pub struct Started {
     pub keyring_source: Option<KeyringSource>,
 }
 
-/// The handle for `settings`, or `None` when delegations are off (`BROKER_DELEGATION_STORE=none`).
-/// `identity` and `vault` are the ones Key Vault is read with. Nothing is read yet: load the keyring
+/// The handle for `config`. `identity` and `vault` are the ones Key Vault is read with. Nothing is read yet: load the keyring
 /// with [`KeyringSource::load_until_loaded`] within start-up's wait, then
 /// [`KeyringSource::spawn_refresh`] on the refresh schedule.
 pub fn build(
-    settings: &DelegationSettings,
+    config: &DelegationConfig,
     http: &reqwest::Client,
     identity: Option<&ClientId>,
     vault: Option<&Arc<VaultReader>>,
-) -> Result<Option<Started>, SetupError> {
-    let store: Arc<dyn RecordStore> = match &settings.store {
-        DelegationStoreSetting::None => return Ok(None),
-        DelegationStoreSetting::Memory => Arc::new(MemoryStore::new()),
-        DelegationStoreSetting::Blob { container } => Arc::new(
+) -> Result<Started, SetupError> {
+    let store: Arc<dyn RecordStore> = match &config.store {
+        StoreLocation::Memory => Arc::new(MemoryStore::new()),
+        StoreLocation::Blob { container } => Arc::new(
             BlobStore::new(container.clone(), http.clone(), identity).map_err(SetupError::Store)?,
         ),
     };
-    let (keyring, keyring_source) = match &settings.key_name {
+    let (keyring, keyring_source) = match &config.key_name {
         None => (SharedKeyring::new(Keyring::random()?), None),
         Some(name) => {
             let keyring = SharedKeyring::new(Keyring::empty());
@@ -61,14 +78,10 @@ pub fn build(
             (keyring, Some(source))
         }
     };
-    let bounds = Bounds {
-        revocation: settings.revocation,
-        token_lifetime: settings.token_lifetime,
-    };
-    Ok(Some(Started {
-        delegations: Delegations::new(store, keyring, bounds),
+    Ok(Started {
+        delegations: Delegations::new(store, keyring, config.bounds),
         keyring_source,
-    }))
+    })
 }
 
 /// Starts the keyring refresh on `every`, after a first load bounded by the caller.

@@ -1,50 +1,29 @@
 //! The delegation settings: where records are kept (`BROKER_DELEGATION_STORE`), the sealing key
 //! (`BROKER_DELEGATION_KEY_NAME`), the revocation bound and the bearer lifetime.
 
-use std::time::Duration;
-
 use url::Url;
 
-use super::{SettingsError, Vars, https_url};
+use super::SettingsError;
+use super::vars::{Vars, https_url};
+use crate::delegation::Bounds;
+use crate::delegation::setup::{DelegationConfig, StoreLocation};
 
 pub const DEFAULT_DELEGATION_REVOCATION_SECONDS: u64 = 5;
 pub const DEFAULT_DELEGATION_TOKEN_LIFETIME_SECONDS: u64 = 900;
 
-/// Where delegation records are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DelegationStoreSetting {
-    /// `none` (the default): delegations are not enabled.
-    None,
-    /// `memory`: this process only (the demo, local runs).
-    Memory,
-    /// An Azure Blob container URL, reached with the Function App's managed identity.
-    Blob { container: Url },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DelegationSettings {
-    pub store: DelegationStoreSetting,
-    /// The Key Vault secret holding the sealing key (every version is read). `None` with `memory`: a
-    /// random key for this process.
-    pub key_name: Option<String>,
-    /// `BROKER_DELEGATION_REVOCATION_SECONDS`: the oldest a record may be when it is served.
-    pub revocation: Duration,
-    /// `BROKER_DELEGATION_TOKEN_LIFETIME_SECONDS`: how long a delegation bearer is accepted.
-    pub token_lifetime: Duration,
-}
-
+/// The delegation settings; `None` when delegations are off.
 pub(super) fn delegation(
     vars: &Vars<impl Fn(&str) -> Option<String>>,
     has_key_vault: bool,
-) -> Result<DelegationSettings, SettingsError> {
+) -> Result<Option<DelegationConfig>, SettingsError> {
     const STORE: &str = "BROKER_DELEGATION_STORE";
     const KEY: &str = "BROKER_DELEGATION_KEY_NAME";
     let store = match vars.get(STORE).as_deref() {
-        None | Some("none") => DelegationStoreSetting::None,
-        Some("memory") => DelegationStoreSetting::Memory,
-        Some(text) => DelegationStoreSetting::Blob {
+        None | Some("none") => None,
+        Some("memory") => Some(StoreLocation::Memory),
+        Some(text) => Some(StoreLocation::Blob {
             container: container_url(STORE, text)?,
-        },
+        }),
     };
     let key_name = vars.secret_name(KEY)?;
     if key_name.is_some() && !has_key_vault {
@@ -52,21 +31,7 @@ pub(super) fn delegation(
             name: "BROKER_KEY_VAULT_URL",
         });
     }
-    match (&store, &key_name) {
-        (DelegationStoreSetting::Blob { .. }, None) => {
-            return Err(SettingsError::Missing { name: KEY });
-        }
-        (DelegationStoreSetting::None, Some(_)) => {
-            return Err(SettingsError::Invalid {
-                name: KEY,
-                reason: "set BROKER_DELEGATION_STORE too, or remove it",
-            });
-        }
-        _ => {}
-    }
-    Ok(DelegationSettings {
-        store,
-        key_name,
+    let bounds = Bounds {
         revocation: vars.seconds(
             "BROKER_DELEGATION_REVOCATION_SECONDS",
             DEFAULT_DELEGATION_REVOCATION_SECONDS,
@@ -77,7 +42,20 @@ pub(super) fn delegation(
             DEFAULT_DELEGATION_TOKEN_LIFETIME_SECONDS,
             60,
         )?,
-    })
+    };
+    match (store, key_name) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(SettingsError::Invalid {
+            name: KEY,
+            reason: "set BROKER_DELEGATION_STORE too, or remove it",
+        }),
+        (Some(StoreLocation::Blob { .. }), None) => Err(SettingsError::Missing { name: KEY }),
+        (Some(store), key_name) => Ok(Some(DelegationConfig {
+            store,
+            key_name,
+            bounds,
+        })),
+    }
 }
 
 /// A container URL: `https://<account>.blob.core.windows.net/<container>`, or the path-style form of
@@ -120,12 +98,14 @@ fn is_container_name(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(
         pairs: &[(&str, &str)],
         has_key_vault: bool,
-    ) -> Result<DelegationSettings, SettingsError> {
+    ) -> Result<Option<DelegationConfig>, SettingsError> {
         let pairs: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -140,21 +120,19 @@ mod tests {
     }
 
     #[test]
-    fn delegations_are_off_by_default_with_the_documented_bounds() {
-        let settings = parse(&[], false).unwrap();
-        assert_eq!(settings.store, DelegationStoreSetting::None);
-        assert_eq!(settings.revocation, Duration::from_secs(5));
-        assert_eq!(settings.token_lifetime, Duration::from_secs(900));
+    fn delegations_are_off_by_default_and_have_the_documented_bounds() {
+        assert_eq!(parse(&[], false).unwrap(), None);
+        let memory = parse(&[("BROKER_DELEGATION_STORE", "memory")], false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(memory.store, StoreLocation::Memory);
+        assert_eq!(memory.key_name, None);
+        assert_eq!(memory.bounds.revocation, Duration::from_secs(5));
+        assert_eq!(memory.bounds.token_lifetime, Duration::from_secs(900));
     }
 
     #[test]
     fn memory_needs_no_key_and_a_blob_store_needs_one_in_key_vault() {
-        assert_eq!(
-            parse(&[("BROKER_DELEGATION_STORE", "memory")], false)
-                .unwrap()
-                .store,
-            DelegationStoreSetting::Memory
-        );
         let url = "https://acct.blob.core.windows.net/delegations";
         assert_eq!(
             parse(&[("BROKER_DELEGATION_STORE", url)], true),
@@ -172,10 +150,10 @@ mod tests {
                 name: "BROKER_KEY_VAULT_URL"
             })
         );
-        let settings = parse(&with_key, true).unwrap();
+        let settings = parse(&with_key, true).unwrap().unwrap();
         assert_eq!(
             settings.store,
-            DelegationStoreSetting::Blob {
+            StoreLocation::Blob {
                 container: Url::parse(url).unwrap()
             }
         );
@@ -192,9 +170,10 @@ mod tests {
             ],
             true,
         )
+        .unwrap()
         .unwrap();
         assert!(
-            matches!(settings.store, DelegationStoreSetting::Blob { container } if container.as_str() == url)
+            matches!(settings.store, StoreLocation::Blob { container } if container.as_str() == url)
         );
     }
 
