@@ -37,8 +37,8 @@
 pub mod azure;
 pub mod broker;
 pub mod cli;
-pub mod delegation;
 pub mod clock;
+pub mod delegation;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_entry_points;
 pub mod http;

@@ -15,6 +15,7 @@ use azure_core::http::headers::WWW_AUTHENTICATE;
 use azure_core::http::{ClientOptions, Response, RetryOptions, StatusCode, Transport};
 use azure_identity::UserAssignedId;
 use azure_security_keyvault_secrets::models::Secret as KeyVaultSecret;
+use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use url::Url;
 
@@ -102,6 +103,62 @@ impl VaultReader {
             other => other,
         };
         value_of(name, result)
+    }
+
+    /// Every enabled version of a secret with its value, oldest first (by creation time), for keys
+    /// that rotate while values sealed under older versions must still open. Needs the secrets/list
+    /// permission besides secrets/get.
+    pub async fn read_versions(&self, name: &str) -> Result<Vec<(String, Secret)>, LoadFailure> {
+        match self.read_versions_once(name).await {
+            Err(err) if is_token_refused(&err) => {
+                self.renew().map_err(|err| classify(name, &err))?;
+                self.read_versions_once(name).await
+            }
+            other => other,
+        }
+        .map_err(|err| classify(name, &err))?
+        .into_iter()
+        .map(|(version, value)| {
+            let value = value_of(name, Ok((value, None)))?.value;
+            Ok((version, value))
+        })
+        .collect()
+    }
+
+    async fn read_versions_once(
+        &self,
+        name: &str,
+    ) -> azure_core::Result<Vec<(String, Option<String>)>> {
+        use futures_util::TryStreamExt as _;
+        let client = self.client.load_full();
+        let mut pager = client.list_secret_properties_versions(name, None)?;
+        let mut versions = Vec::new();
+        while let Some(properties) = pager.try_next().await? {
+            let enabled = properties
+                .attributes
+                .as_ref()
+                .is_none_or(|attributes| attributes.enabled != Some(false));
+            let version = properties
+                .id
+                .as_deref()
+                .and_then(|id| id.trim_end_matches('/').rsplit('/').next())
+                .map(str::to_owned);
+            if let (true, Some(version)) = (enabled, version) {
+                let created = properties.attributes.and_then(|a| a.created);
+                versions.push((created, version));
+            }
+        }
+        versions.sort_by_key(|(created, _)| *created);
+        let mut values = Vec::with_capacity(versions.len());
+        for (_, version) in versions {
+            let options = SecretClientGetSecretOptions {
+                secret_version: Some(version.clone()),
+                ..Default::default()
+            };
+            let (value, _) = secret_value(client.get_secret(name, Some(options)).await)?;
+            values.push((version, value));
+        }
+        Ok(values)
     }
 
     async fn read_once(&self, name: &str) -> azure_core::Result<ValueAndType> {

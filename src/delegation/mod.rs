@@ -9,14 +9,17 @@
 //! - `store`: where records live (in process, or Azure Blob with compare-and-swap on the ETag).
 //! - `delegations`: the handle the routes use: bounded-staleness cache, bearer authentication,
 //!   sealing, counters; `health`: what health shows of it.
+//! - `setup`: the handle built from the settings at start-up.
 
 pub mod bearer;
 mod cache;
 pub mod delegations;
 pub mod health;
 pub mod id;
+pub mod keyring_source;
 pub mod record;
 pub mod seal;
+pub mod setup;
 pub mod store;
 
 pub use bearer::{Bearer, BearerHash, Malformed, looks_like_delegation_bearer, parse};

@@ -322,6 +322,8 @@ pub(crate) mod tests {
         (record, bearer)
     }
 
+    type Edit = dyn FnOnce(&mut serde_json::Value);
+
     fn reparsed(
         edit: impl FnOnce(&mut serde_json::Value),
     ) -> Result<DelegationRecord, CorruptRecord> {
@@ -339,7 +341,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_missing_or_mistyped_members_are_refused() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+        let cases: Vec<(&str, Box<Edit>)> = vec![
             ("unknown member", Box::new(|v| v["extra"] = 1.into())),
             (
                 "unknown subject member",

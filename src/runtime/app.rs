@@ -25,6 +25,7 @@ use crate::broker::token_cache::TokenCache;
 use crate::broker::upstream::Upstream;
 use crate::broker::validation::CallerValidator;
 use crate::broker::{Broker, BrokerParts};
+use crate::delegation::setup::{self, SetupError};
 use crate::http::server::{self, ServerLimits};
 use crate::runtime::certificate_loader::{FileCertificate, VaultCertificate};
 use crate::runtime::refresh::{self, VaultSources};
@@ -50,6 +51,8 @@ pub enum StartupError {
     ManagedIdentity(azure_core::Error),
     #[error("build the token endpoint URL: {0}")]
     Url(#[from] url::ParseError),
+    #[error("set up delegations: {0}")]
+    Delegations(#[from] SetupError),
 }
 
 pub struct App {
@@ -95,10 +98,24 @@ impl App {
                 _ => None,
             },
         });
+        let delegations = settings
+            .delegation
+            .as_ref()
+            .map(|config| {
+                setup::build(
+                    config,
+                    &http,
+                    settings.managed_identity_client_id.as_ref(),
+                    vault.as_ref().map(|sources| &sources.reader),
+                )
+            })
+            .transpose()?;
         let upstream = Upstream::new(http);
-        let broker = Arc::new(Broker::new(parts(
-            &settings, upstream, metrics, credential,
-        )?));
+        let mut parts = parts(&settings, upstream, metrics, credential)?;
+        parts.delegations = delegations
+            .as_ref()
+            .map(|started| started.delegations.clone());
+        let broker = Arc::new(Broker::new(parts));
 
         // IPv4 loopback: the host always connects to http://127.0.0.1:<port>. Bound before the first
         // loads, so the port the host chose is ours from the start (no other process can take it while
@@ -133,11 +150,17 @@ impl App {
                     refresh::load_policy_file_until_loaded(&broker, path).await;
                 }
             };
+            let sealing_key = async {
+                if let Some(source) = delegations.as_ref().and_then(|d| d.keyring_source.as_ref()) {
+                    source.load_until_loaded().await;
+                }
+            };
             tokio::join!(
                 refresh::load_keys_until_loaded(&broker),
                 vault_values,
                 client_certificate,
-                file
+                file,
+                sealing_key
             );
         };
         if tokio::time::timeout(FIRST_LOAD_WAIT, first_loads)
@@ -155,6 +178,9 @@ impl App {
         }
         if let Some(path) = policy_file {
             refresh::spawn_policy_file_refresh(broker.clone(), path, settings.allowlist_refresh);
+        }
+        if let Some(started) = &delegations {
+            setup::spawn_keyring_refresh(started, settings.allowlist_refresh);
         }
         refresh::spawn_housekeeping(broker.clone(), HOUSEKEEPING);
 

@@ -98,6 +98,10 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
         }
         Some(_) => {}
     }
+    // `GET /secrets/{name}/versions`: a version id is 32 hex digits, so the word cannot be one.
+    if version.is_some_and(|version| version.eq_ignore_ascii_case("versions")) {
+        return list_versions(state, name);
+    }
     let Some(secret) = state.vault().get(name, version) else {
         let id = version.map_or_else(|| name.to_owned(), |version| format!("{name}/{version}"));
         let message = format!(
@@ -122,6 +126,35 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
             },
             "tags": {},
         }),
+    );
+    http::set_header(&mut response, "cache-control", "no-cache");
+    response
+}
+
+/// The versions of a secret, without values, as one page (Key Vault pages at 25; the broker's keys
+/// have a handful).
+fn list_versions(state: &State, name: &str) -> Response {
+    let versions: Vec<serde_json::Value> = state
+        .vault()
+        .versions(name)
+        .iter()
+        .map(|secret| {
+            json!({
+                "id": format!("{}secrets/{}/{}", state.config.vault_url, secret.name, secret.version),
+                "contentType": secret.content_type,
+                "attributes": {
+                    "enabled": true,
+                    "created": secret.created,
+                    "updated": secret.created,
+                    "recoveryLevel": "Recoverable+Purgeable",
+                    "recoverableDays": 90,
+                },
+            })
+        })
+        .collect();
+    let mut response = http::json(
+        StatusCode::OK,
+        &json!({"value": versions, "nextLink": null}),
     );
     http::set_header(&mut response, "cache-control", "no-cache");
     response

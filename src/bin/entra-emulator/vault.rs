@@ -62,6 +62,14 @@ impl Vault {
         version
     }
 
+    /// Every version, oldest first (Key Vault's "list versions"; values are not listed).
+    pub fn versions(&self, name: &str) -> Vec<SecretVersion> {
+        self.secrets
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The latest version, or the named one.
     pub fn get(&self, name: &str, version: Option<&str>) -> Option<SecretVersion> {
         let versions = self.secrets.get(&name.to_ascii_lowercase())?;
