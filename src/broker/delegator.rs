@@ -7,8 +7,8 @@ use crate::broker::caller::{Caller, CallerKind};
 use crate::broker::error::{BrokerError, UpstreamError, UpstreamErrorKind};
 use crate::broker::policy::{Ask, Delegate, Grant, Policy};
 use crate::broker::scope::TargetScope;
-use crate::clock::now;
 use crate::broker::{Broker, Lane};
+use crate::clock::now;
 use crate::delegation::{
     Bearer, Counted, DelegationId, DelegationRecord, DelegationState, Delegations, StoreError,
     Subject, SubjectKind, Versioned,
@@ -57,7 +57,9 @@ impl Broker {
         if !(Delegate::MIN_LIFETIME_SECONDS..=limits.max_lifetime_seconds)
             .contains(&request.lifetime_seconds)
         {
-            return Err(BrokerError::InvalidDelegationRequest("lifetime_out_of_bounds"));
+            return Err(BrokerError::InvalidDelegationRequest(
+                "lifetime_out_of_bounds",
+            ));
         }
         let id = DelegationId::generate().map_err(|_| BrokerError::DelegationStoreUnavailable)?;
         let (subject, refresh_token) = match (request.lane, &request.subject_token) {
@@ -211,10 +213,7 @@ impl Broker {
             assertion: subject_token.clone(),
             scope: first.clone(),
         };
-        let grant = self
-            .exchange()
-            .run_user_grant(credential, &request)
-            .await?;
+        let grant = self.exchange().run_user_grant(credential, &request).await?;
         let refresh_token = grant.refresh_token.ok_or_else(|| {
             BrokerError::Upstream(UpstreamError::new(UpstreamErrorKind::InvalidResponse))
         })?;

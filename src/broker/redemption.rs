@@ -18,8 +18,8 @@ use crate::broker::ids::ObjectId;
 use crate::broker::policy::Policy;
 use crate::broker::scope::TargetScope;
 use crate::broker::token_cache::Grant;
-use crate::clock::now;
 use crate::broker::{Broker, Lane};
+use crate::clock::now;
 use crate::delegation::{
     self, BearerRefused, Counted, DelegationId, DelegationRecord, DelegationState, Delegations,
     SealedSecret, SubjectKind, Versioned,
@@ -205,9 +205,17 @@ impl Refresh {
         credential: Arc<crate::broker::credential::ClientCredential>,
     ) -> Result<IssuedToken, UpstreamError> {
         let unavailable = || UpstreamError::new(UpstreamErrorKind::Unavailable);
-        let mut current = self.delegations.read(&self.id).await.map_err(|_| unavailable())?;
+        let mut current = self
+            .delegations
+            .read(&self.id)
+            .await
+            .map_err(|_| unavailable())?;
         loop {
-            let sealed = current.record.refresh_token.clone().ok_or_else(unavailable)?;
+            let sealed = current
+                .record
+                .refresh_token
+                .clone()
+                .ok_or_else(unavailable)?;
             let refresh_token = self
                 .delegations
                 .open_refresh_token(&current.record)
@@ -224,7 +232,8 @@ impl Refresh {
                 .await
             {
                 Ok(grant) => {
-                    self.keep_newest(&sealed, grant.refresh_token.as_ref()).await;
+                    self.keep_newest(&sealed, grant.refresh_token.as_ref())
+                        .await;
                     return Ok(grant.token);
                 }
                 Err(err) => err,

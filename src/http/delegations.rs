@@ -20,14 +20,12 @@ use crate::broker::error::{BrokerError, CallerError};
 use crate::broker::scope::is_alias;
 use crate::clock::now;
 use crate::delegation::record::{MAX_AUDIENCES, MAX_LABEL_CHARS};
-use crate::delegation::{
-    Counted, DelegationId, DelegationRecord, looks_like_delegation_bearer,
-};
+use crate::delegation::{Counted, DelegationId, DelegationRecord, looks_like_delegation_bearer};
 use crate::http::error::ApiError;
 use crate::http::reply::{begin, no_store_json, refuse};
 use crate::http::request::RequestParts;
-use crate::secret::Secret;
 use crate::logging::telemetry::{self, AuditRecord, DelegationAudit};
+use crate::secret::Secret;
 
 pub const ROUTE: &str = "delegations";
 /// The lifetime of a delegation whose request names none.

@@ -321,9 +321,10 @@ impl ApiError {
             Self::Broker(BrokerError::InsufficientScope) => {
                 Some(r#"Bearer error="insufficient_scope""#.to_owned())
             }
-            Self::Broker(BrokerError::ReauthenticationRequired { .. }) => {
-                Some(r#"Bearer error="invalid_token", error_description="reauthentication_required""#.to_owned())
-            }
+            Self::Broker(BrokerError::ReauthenticationRequired { .. }) => Some(
+                r#"Bearer error="invalid_token", error_description="reauthentication_required""#
+                    .to_owned(),
+            ),
             Self::Broker(BrokerError::InvalidSubjectToken(_)) => {
                 Some(r#"Bearer error="invalid_request""#.to_owned())
             }

@@ -7,8 +7,8 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method, header};
 
 use crate::broker::error::CallerError;
-use crate::http::error::ApiError;
 use crate::delegation::bearer::BEARER_PREFIX;
+use crate::http::error::ApiError;
 use crate::secret::Secret;
 
 /// Largest request body accepted; the real ones are under 200 bytes.

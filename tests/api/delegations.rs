@@ -24,9 +24,11 @@ fn document(revision: u64, backend_delegates_user_lane: bool) -> Value {
                "audiences": ["sql", "storage"]}),
     ];
     if backend_delegates_user_lane {
-        grants.push(json!({"name": "backend-user", "apps": [MSI_OID], "lane": "user",
+        grants.push(
+            json!({"name": "backend-user", "apps": [MSI_OID], "lane": "user",
                            "audiences": ["sql", "storage", "arm"],
-                           "delegate": {"max_lifetime_seconds": 7200}}));
+                           "delegate": {"max_lifetime_seconds": 7200}}),
+        );
     }
     json!({
         "revision": revision,
@@ -54,7 +56,9 @@ async fn broker_with_delegations(emulator: &TestEmulator) -> TestBroker {
 }
 
 async fn create(broker: &TestBroker, delegator: &str, body: Value) -> reqwest::Response {
-    broker.post_json_as("/api/delegations", delegator, &body).await
+    broker
+        .post_json_as("/api/delegations", delegator, &body)
+        .await
 }
 
 /// A user-lane delegation of `sql` and `storage` for the default user; its 201 body.
@@ -97,19 +101,35 @@ async fn user_lane_delegation_redeems_tokens_issued_to_the_user_for_its_audience
 
     // Act
     let sql = redeem(&broker, &bearer, json!({"audience": "sql"})).await;
-    let storage = redeem(&broker, &bearer, json!({"audience": "storage", "lane": "user"})).await;
+    let storage = redeem(
+        &broker,
+        &bearer,
+        json!({"audience": "storage", "lane": "user"}),
+    )
+    .await;
     let arm = redeem(&broker, &bearer, json!({"audience": "arm"})).await;
-    let service = redeem(&broker, &bearer, json!({"audience": "sql", "lane": "service"})).await;
+    let service = redeem(
+        &broker,
+        &bearer,
+        json!({"audience": "sql", "lane": "service"}),
+    )
+    .await;
 
     // Assert
     assert_eq!(sql.status(), 200);
     let sql = decode_claims(json_body(sql).await["access_token"].as_str().unwrap());
-    assert_eq!((sql["oid"].as_str(), sql["aud"].as_str()), (Some(USER_OID), Some("https://database.windows.net")));
+    assert_eq!(
+        (sql["oid"].as_str(), sql["aud"].as_str()),
+        (Some(USER_OID), Some("https://database.windows.net"))
+    );
     assert_eq!(storage.status(), 200);
     assert_error(arm, 403, "audience_not_delegated").await;
     assert_error(service, 403, "lane_not_delegated").await;
     let stats = emulator.stats().await;
-    assert_eq!(stats["token_requests"]["obo"], 1, "only the creation's On-Behalf-Of");
+    assert_eq!(
+        stats["token_requests"]["obo"], 1,
+        "only the creation's On-Behalf-Of"
+    );
     assert_eq!(stats["token_requests"]["refresh_token"], 2);
 }
 
@@ -119,7 +139,12 @@ async fn service_lane_delegation_redeems_the_brokers_token() {
     let broker = broker_with_delegations(&emulator).await;
     let backend = emulator.msi_token().await;
 
-    let response = create(&broker, &backend, json!({"lane": "service", "audiences": ["sql"]})).await;
+    let response = create(
+        &broker,
+        &backend,
+        json!({"lane": "service", "audiences": ["sql"]}),
+    )
+    .await;
     assert_eq!(response.status(), 201);
     let created = json_body(response).await;
     assert_eq!(created["subject"]["type"], "service_principal");
@@ -139,24 +164,47 @@ async fn a_fresh_bearer_works_and_the_earlier_one_stays_valid_until_revocation()
     let id = id_of(&created);
 
     let rotated = broker
-        .post_json_as(&format!("/api/delegations/{id}/token"), &backend, &json!({}))
+        .post_json_as(
+            &format!("/api/delegations/{id}/token"),
+            &backend,
+            &json!({}),
+        )
         .await;
     assert_eq!(rotated.status(), 201);
     let rotated = json_body(rotated).await;
     assert_ne!(bearer_of(&rotated), bearer_of(&created));
     assert_eq!(id_of(&rotated), id);
     for bearer in [bearer_of(&created), bearer_of(&rotated)] {
-        assert_eq!(redeem(&broker, &bearer, json!({"audience": "sql"})).await.status(), 200);
+        assert_eq!(
+            redeem(&broker, &bearer, json!({"audience": "sql"}))
+                .await
+                .status(),
+            200
+        );
     }
 
-    let revoked = broker.delete(&format!("/api/delegations/{id}"), &backend).await;
+    let revoked = broker
+        .delete(&format!("/api/delegations/{id}"), &backend)
+        .await;
     assert_eq!(revoked.status(), 204);
-    let again = broker.delete(&format!("/api/delegations/{id}"), &backend).await;
+    let again = broker
+        .delete(&format!("/api/delegations/{id}"), &backend)
+        .await;
     assert_eq!(again.status(), 204, "revoking is idempotent");
     for bearer in [bearer_of(&created), bearer_of(&rotated)] {
-        assert_error(redeem(&broker, &bearer, json!({"audience": "sql"})).await, 401, "invalid_token").await;
+        assert_error(
+            redeem(&broker, &bearer, json!({"audience": "sql"})).await,
+            401,
+            "invalid_token",
+        )
+        .await;
     }
-    let state = json_body(broker.get(&format!("/api/delegations/{id}"), Some(&backend)).await).await;
+    let state = json_body(
+        broker
+            .get(&format!("/api/delegations/{id}"), Some(&backend))
+            .await,
+    )
+    .await;
     assert_eq!(state["state"], "revoked");
 }
 
@@ -169,7 +217,10 @@ async fn reading_a_delegation_shows_its_state_and_never_a_token() {
     redeem(&broker, &bearer_of(&created), json!({"audience": "sql"})).await;
 
     let response = broker
-        .get(&format!("/api/delegations/{}", id_of(&created)), Some(&backend))
+        .get(
+            &format!("/api/delegations/{}", id_of(&created)),
+            Some(&backend),
+        )
         .await;
 
     assert_eq!(response.status(), 200);
@@ -191,20 +242,42 @@ async fn another_app_gets_not_found_for_every_route_exactly_as_for_an_unknown_id
         .mint(json!({"kind": "msi", "oid": OTHER_MSI_OID}))
         .await;
 
-    let read = broker.get(&format!("/api/delegations/{id}"), Some(&other)).await;
+    let read = broker
+        .get(&format!("/api/delegations/{id}"), Some(&other))
+        .await;
     let rotate = broker
         .post_json_as(&format!("/api/delegations/{id}/token"), &other, &json!({}))
         .await;
-    let revoke = broker.delete(&format!("/api/delegations/{id}"), &other).await;
+    let revoke = broker
+        .delete(&format!("/api/delegations/{id}"), &other)
+        .await;
     let unknown = broker
-        .get("/api/delegations/00000000000000000000000000000000", Some(&other))
+        .get(
+            "/api/delegations/00000000000000000000000000000000",
+            Some(&other),
+        )
         .await;
 
-    for (case, response) in [("read", read), ("rotate", rotate), ("revoke", revoke), ("unknown", unknown)] {
+    for (case, response) in [
+        ("read", read),
+        ("rotate", rotate),
+        ("revoke", revoke),
+        ("unknown", unknown),
+    ] {
         let body = assert_error(response, 404, "delegation_not_found").await;
-        assert_eq!(body.as_object().map(|b| b.len()), Some(2), "case `{case}`: {body}");
+        assert_eq!(
+            body.as_object().map(|b| b.len()),
+            Some(2),
+            "case `{case}`: {body}"
+        );
     }
-    assert_eq!(redeem(&broker, &bearer_of(&created), json!({"audience": "sql"})).await.status(), 200, "not revoked by the other app");
+    assert_eq!(
+        redeem(&broker, &bearer_of(&created), json!({"audience": "sql"}))
+            .await
+            .status(),
+        200,
+        "not revoked by the other app"
+    );
 }
 
 #[tokio::test]
@@ -218,21 +291,111 @@ async fn creation_refusals_follow_the_contract() {
         .await;
     let user = emulator.user_token().await;
     let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
-        ("a user as delegator", &user, json!({"lane": "service", "audiences": ["sql"]}), 403, "caller_not_allowed"),
-        ("an app without a delegate grant", &other_app, json!({"lane": "service", "audiences": ["sql"]}), 403, "caller_not_allowed"),
-        ("an audience outside the delegator's grant", &backend, json!({"lane": "service", "audiences": ["storage"]}), 403, "audience_not_allowed"),
-        ("an audience outside the subject's grants", &backend, json!({"lane": "user", "audiences": ["arm"], "subject_token": user}), 403, "audience_not_allowed"),
-        ("an unknown alias", &backend, json!({"lane": "service", "audiences": ["nope"]}), 403, "audience_not_allowed"),
-        ("a subject token in the service lane", &backend, json!({"lane": "service", "audiences": ["sql"], "subject_token": user}), 400, "invalid_request"),
-        ("no subject token in the user lane", &backend, json!({"lane": "user", "audiences": ["sql"]}), 400, "invalid_request"),
-        ("a lifetime above the grant's maximum", &backend, json!({"lane": "user", "audiences": ["sql"], "subject_token": user, "lifetime_seconds": 7201}), 400, "invalid_request"),
-        ("a lifetime under a minute", &backend, json!({"lane": "service", "audiences": ["sql"], "lifetime_seconds": 59}), 400, "invalid_request"),
-        ("no audiences", &backend, json!({"lane": "service", "audiences": []}), 400, "invalid_request"),
-        ("seventeen audiences", &backend, json!({"lane": "service", "audiences": (0..17).map(|i| format!("a{i}")).collect::<Vec<_>>()}), 400, "invalid_request"),
-        ("an unknown field", &backend, json!({"lane": "service", "audiences": ["sql"], "subject": "x"}), 400, "invalid_request"),
-        ("a label over 128 characters", &backend, json!({"lane": "service", "audiences": ["sql"], "label": "x".repeat(129)}), 400, "invalid_request"),
-        ("a garbage subject token", &backend, json!({"lane": "user", "audiences": ["sql"], "subject_token": "not-a-jwt"}), 401, "invalid_subject_token"),
-        ("an app token as subject", &backend, json!({"lane": "user", "audiences": ["sql"], "subject_token": other_app}), 401, "invalid_subject_token"),
+        (
+            "a user as delegator",
+            &user,
+            json!({"lane": "service", "audiences": ["sql"]}),
+            403,
+            "caller_not_allowed",
+        ),
+        (
+            "an app without a delegate grant",
+            &other_app,
+            json!({"lane": "service", "audiences": ["sql"]}),
+            403,
+            "caller_not_allowed",
+        ),
+        (
+            "an audience outside the delegator's grant",
+            &backend,
+            json!({"lane": "service", "audiences": ["storage"]}),
+            403,
+            "audience_not_allowed",
+        ),
+        (
+            "an audience outside the subject's grants",
+            &backend,
+            json!({"lane": "user", "audiences": ["arm"], "subject_token": user}),
+            403,
+            "audience_not_allowed",
+        ),
+        (
+            "an unknown alias",
+            &backend,
+            json!({"lane": "service", "audiences": ["nope"]}),
+            403,
+            "audience_not_allowed",
+        ),
+        (
+            "a subject token in the service lane",
+            &backend,
+            json!({"lane": "service", "audiences": ["sql"], "subject_token": user}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "no subject token in the user lane",
+            &backend,
+            json!({"lane": "user", "audiences": ["sql"]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a lifetime above the grant's maximum",
+            &backend,
+            json!({"lane": "user", "audiences": ["sql"], "subject_token": user, "lifetime_seconds": 7201}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a lifetime under a minute",
+            &backend,
+            json!({"lane": "service", "audiences": ["sql"], "lifetime_seconds": 59}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "no audiences",
+            &backend,
+            json!({"lane": "service", "audiences": []}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "seventeen audiences",
+            &backend,
+            json!({"lane": "service", "audiences": (0..17).map(|i| format!("a{i}")).collect::<Vec<_>>()}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "an unknown field",
+            &backend,
+            json!({"lane": "service", "audiences": ["sql"], "subject": "x"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a label over 128 characters",
+            &backend,
+            json!({"lane": "service", "audiences": ["sql"], "label": "x".repeat(129)}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "a garbage subject token",
+            &backend,
+            json!({"lane": "user", "audiences": ["sql"], "subject_token": "not-a-jwt"}),
+            401,
+            "invalid_subject_token",
+        ),
+        (
+            "an app token as subject",
+            &backend,
+            json!({"lane": "user", "audiences": ["sql"], "subject_token": other_app}),
+            401,
+            "invalid_subject_token",
+        ),
     ];
 
     for (case, delegator, body, status, code) in cases {
@@ -241,8 +404,15 @@ async fn creation_refusals_follow_the_contract() {
         // Assert
         let actual = response.status().as_u16();
         let body = json_body(response).await;
-        assert_eq!((actual, body["error"].as_str()), (status, Some(code)), "case `{case}`: {body}");
-        assert!(!body.to_string().contains("eyJ"), "case `{case}` echoed a token: {body}");
+        assert_eq!(
+            (actual, body["error"].as_str()),
+            (status, Some(code)),
+            "case `{case}`: {body}"
+        );
+        assert!(
+            !body.to_string().contains("eyJ"),
+            "case `{case}` echoed a token: {body}"
+        );
     }
 }
 
@@ -257,7 +427,11 @@ async fn bad_bearers_are_all_invalid_token_and_a_changed_one_costs_no_store_read
     let changed = String::from_utf8(changed).unwrap();
     let forged = format!("tbdlg_{}", "A".repeat(bearer.len() - 6));
 
-    for (case, token) in [("changed by one character", changed), ("forged", forged), ("truncated", bearer[..40].to_owned())] {
+    for (case, token) in [
+        ("changed by one character", changed),
+        ("forged", forged),
+        ("truncated", bearer[..40].to_owned()),
+    ] {
         let response = redeem(&broker, &token, json!({"audience": "sql"})).await;
         assert_error(response, 401, "invalid_token").await;
         let _ = case;
@@ -274,10 +448,23 @@ async fn a_delegation_bearer_is_refused_on_get_sp_token_and_on_the_delegation_ro
     let bearer = bearer_of(&created);
 
     let get_sp_token = broker
-        .get_sp_token(&bearer, json!({"targetScope": "https://database.windows.net/.default"}))
+        .get_sp_token(
+            &bearer,
+            json!({"targetScope": "https://database.windows.net/.default"}),
+        )
         .await;
-    let delegate = create(&broker, &bearer, json!({"lane": "service", "audiences": ["sql"]})).await;
-    let read = broker.get(&format!("/api/delegations/{}", id_of(&created)), Some(&bearer)).await;
+    let delegate = create(
+        &broker,
+        &bearer,
+        json!({"lane": "service", "audiences": ["sql"]}),
+    )
+    .await;
+    let read = broker
+        .get(
+            &format!("/api/delegations/{}", id_of(&created)),
+            Some(&bearer),
+        )
+        .await;
 
     for response in [get_sp_token, delegate, read] {
         assert_error(response, 401, "invalid_token").await;
@@ -290,7 +477,12 @@ async fn routes_answer_delegations_not_enabled_without_a_store() {
     let broker = TestBroker::spawn(&emulator).await;
     let backend = emulator.msi_token().await;
 
-    let response = create(&broker, &backend, json!({"lane": "service", "audiences": ["sql"]})).await;
+    let response = create(
+        &broker,
+        &backend,
+        json!({"lane": "service", "audiences": ["sql"]}),
+    )
+    .await;
 
     assert_error(response, 404, "delegations_not_enabled").await;
 }
@@ -304,10 +496,23 @@ async fn a_revoked_sign_in_makes_redemption_answer_reauthentication_required() {
 
     emulator.revoke_sessions(USER_OID).await;
     // `storage` was never asked for, so no cached token can answer.
-    let response = redeem(&broker, &bearer_of(&created), json!({"audience": "storage"})).await;
+    let response = redeem(
+        &broker,
+        &bearer_of(&created),
+        json!({"audience": "storage"}),
+    )
+    .await;
 
     assert_error(response, 401, "reauthentication_required").await;
-    let state = json_body(broker.get(&format!("/api/delegations/{}", id_of(&created)), Some(&backend)).await).await;
+    let state = json_body(
+        broker
+            .get(
+                &format!("/api/delegations/{}", id_of(&created)),
+                Some(&backend),
+            )
+            .await,
+    )
+    .await;
     assert_eq!(state["state"], "reauthentication_required");
 }
 
@@ -320,10 +525,20 @@ async fn conditional_access_on_refresh_passes_the_claims_challenge_to_the_delega
     emulator
         .obo_policy(USER_OID, Some("https://storage.azure.com"), "mfa")
         .await;
-    let response = redeem(&broker, &bearer_of(&created), json!({"audience": "storage"})).await;
+    let response = redeem(
+        &broker,
+        &bearer_of(&created),
+        json!({"audience": "storage"}),
+    )
+    .await;
 
     let body = assert_error(response, 401, "reauthentication_required").await;
-    assert!(body["claims"].as_str().is_some_and(|c| c.contains("capolids")), "{body}");
+    assert!(
+        body["claims"]
+            .as_str()
+            .is_some_and(|c| c.contains("capolids")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -372,7 +587,12 @@ async fn removing_the_delegators_grant_stops_redemptions_within_one_policy_refre
     let emulator = TestEmulator::start().await;
     let broker = broker_with_delegations(&emulator).await;
     let bearer = bearer_of(&user_delegation(&emulator, &broker).await);
-    assert_eq!(redeem(&broker, &bearer, json!({"audience": "sql"})).await.status(), 200);
+    assert_eq!(
+        redeem(&broker, &bearer, json!({"audience": "sql"}))
+            .await
+            .status(),
+        200
+    );
 
     emulator
         .set_secret(POLICY_SECRET, &document(2, false).to_string())
@@ -398,18 +618,32 @@ async fn every_decision_writes_one_audit_line_naming_the_delegation_and_no_beare
     let created = user_delegation(&emulator, &broker).await;
     let (id, bearer) = (id_of(&created), bearer_of(&created));
     redeem(&broker, &bearer, json!({"audience": "sql"})).await;
-    broker.get(&format!("/api/delegations/{id}"), Some(&backend)).await;
-    broker.delete(&format!("/api/delegations/{id}"), &backend).await;
+    broker
+        .get(&format!("/api/delegations/{id}"), Some(&backend))
+        .await;
+    broker
+        .delete(&format!("/api/delegations/{id}"), &backend)
+        .await;
 
     let lines = broker.wait_for_audit_lines(4).await;
 
     let decisions: Vec<(&str, &str)> = lines
         .iter()
-        .map(|line| (line["route"].as_str().unwrap_or_default(), line["decision"].as_str().unwrap_or_default()))
+        .map(|line| {
+            (
+                line["route"].as_str().unwrap_or_default(),
+                line["decision"].as_str().unwrap_or_default(),
+            )
+        })
         .collect();
     assert_eq!(
         decisions,
-        [("delegations", "created"), ("token", "issued"), ("delegations", "read"), ("delegations", "revoked")]
+        [
+            ("delegations", "created"),
+            ("token", "issued"),
+            ("delegations", "read"),
+            ("delegations", "revoked")
+        ]
     );
     for line in &lines {
         assert_eq!(line["delegation"], id, "{line}");
@@ -418,5 +652,8 @@ async fn every_decision_writes_one_audit_line_naming_the_delegation_and_no_beare
     }
     let everything = broker.all_lines().join("\n");
     assert!(!everything.contains(&bearer), "a bearer reached the log");
-    assert!(!everything.contains("1.AQ"), "a refresh token reached the log");
+    assert!(
+        !everything.contains("1.AQ"),
+        "a refresh token reached the log"
+    );
 }

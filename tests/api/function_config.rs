@@ -48,7 +48,11 @@ fn default_executable_path_names_the_token_broker_binary() {
 fn functions_are_anonymous_http_in_http_out_with_the_methods_the_broker_serves() {
     let app = FunctionApp::load();
     let expected = [
-        ("Delegations", "delegations/{*rest}", vec!["get", "post", "delete"]),
+        (
+            "Delegations",
+            "delegations/{*rest}",
+            vec!["get", "post", "delete"],
+        ),
         ("GetSPToken", "GetSPToken", vec!["post"]),
         ("Health", "health", vec!["get"]),
         ("Token", "token", vec!["post"]),

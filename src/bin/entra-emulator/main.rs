@@ -34,8 +34,8 @@ mod state;
 mod stats;
 mod tls;
 mod token_endpoint;
-mod user_token;
 mod token_route;
+mod user_token;
 mod vault;
 
 use crate::http::Listener;

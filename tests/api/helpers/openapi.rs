@@ -35,7 +35,8 @@ pub fn documented_path(path: &str) -> Option<&'static str> {
 }
 
 fn template_matches(template: &str, path: &str) -> bool {
-    let (template, path): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    let (template, path): (Vec<&str>, Vec<&str>) =
+        (template.split('/').collect(), path.split('/').collect());
     template.len() == path.len()
         && template.iter().zip(&path).all(|(expected, actual)| {
             (expected.starts_with('{') && expected.ends_with('}') && !actual.is_empty())
