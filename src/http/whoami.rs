@@ -1,5 +1,6 @@
 //! `GET /api/whoami`: who the broker sees in the caller's token and which grants of the policy in force
-//! match them, so that callers can debug their own 403s. Shows only this caller's grants.
+//! match them, so that callers can debug their own 403s. Shows only this caller's grants. With a
+//! delegation bearer, the delegation it belongs to (id, lane, audiences, subject, expiry).
 
 use std::sync::Arc;
 
@@ -11,6 +12,9 @@ use warp::reply::Response;
 use crate::broker::Broker;
 use crate::broker::caller::Caller;
 use crate::broker::policy::{Grant, Policy};
+use crate::clock::now;
+use crate::delegation::looks_like_delegation_bearer;
+use crate::http::delegations::audit_of;
 use crate::http::error::ApiError;
 use crate::http::reply::{begin, no_store_json, refuse};
 use crate::http::request::RequestParts;
@@ -54,8 +58,59 @@ struct DelegateBody {
     max_lifetime_seconds: u64,
 }
 
+/// What whoami shows of a delegation bearer: the delegation, never a token.
+#[derive(Serialize)]
+struct DelegationWhoAmI<'a> {
+    delegation: DelegationView<'a>,
+}
+
+#[derive(Serialize)]
+struct DelegationView<'a> {
+    id: String,
+    lane: &'static str,
+    audiences: &'a [String],
+    subject: DelegationSubject<'a>,
+    expires_in: u64,
+}
+
+#[derive(Serialize)]
+struct DelegationSubject<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    oid: &'a str,
+    display: &'a str,
+}
+
 pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
     let mut record = begin(ROUTE, &parts, &broker);
+    let delegation_bearer = parts
+        .bearer()
+        .ok()
+        .filter(|bearer| looks_like_delegation_bearer(bearer.expose()));
+    if let (Some(bearer), &Method::GET) = (delegation_bearer, &parts.method) {
+        return match broker.authenticate_delegation(&bearer).await {
+            Ok(current) => {
+                let delegation = &current.record;
+                record.delegation = Some(audit_of(delegation));
+                record.lane = Some(delegation.lane);
+                telemetry::audit(&record, Ok(None));
+                no_store_json(&DelegationWhoAmI {
+                    delegation: DelegationView {
+                        id: delegation.id.to_string(),
+                        lane: delegation.lane.as_str(),
+                        audiences: &delegation.audiences,
+                        subject: DelegationSubject {
+                            kind: delegation.subject.kind.as_str(),
+                            oid: delegation.subject.oid.as_str(),
+                            display: &delegation.subject.display,
+                        },
+                        expires_in: delegation.expires_at.saturating_sub(now()),
+                    },
+                })
+            }
+            Err(err) => refuse(&broker, &record, err.into()),
+        };
+    }
     match look_up(&parts, &broker, &mut record).await {
         Ok((caller, policy)) => match policy.grants_for(&caller) {
             Ok(grants) => {

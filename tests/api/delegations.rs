@@ -657,3 +657,19 @@ async fn every_decision_writes_one_audit_line_naming_the_delegation_and_no_beare
         "a refresh token reached the log"
     );
 }
+
+#[tokio::test]
+async fn whoami_with_a_delegation_bearer_shows_the_delegation() {
+    let emulator = TestEmulator::start().await;
+    let broker = broker_with_delegations(&emulator).await;
+    let created = user_delegation(&emulator, &broker).await;
+
+    let response = broker.whoami(Some(&bearer_of(&created))).await;
+
+    assert_eq!(response.status(), 200);
+    let body = json_body(response).await;
+    assert_eq!(body["delegation"]["id"], created["id"]);
+    assert_eq!(body["delegation"]["lane"], "user");
+    assert_eq!(body["delegation"]["subject"]["oid"], USER_OID);
+    assert_eq!(body["delegation"]["audiences"], json!(["sql", "storage"]));
+}
