@@ -35,20 +35,25 @@ impl BlobStore {
         http: reqwest::Client,
         identity: Option<&ClientId>,
     ) -> azure_core::Result<Self> {
-        let client_options = ClientOptions {
-            transport: Some(Transport::new(Arc::new(http))),
-            // A store that does not answer must surface within the revocation bound, not after the
-            // SDK's backoff; callers retry on their own schedule.
-            retry: RetryOptions::none(),
-            ..ClientOptions::default()
-        };
         let identity = ManagedIdentity::new(
-            client_options.clone(),
+            client_options(http.clone()),
             identity.map(|id| UserAssignedId::ClientId(id.as_str().to_owned())),
         )?;
-        let credential: Arc<dyn TokenCredential> = Arc::new(StorageAudienceOnly { identity });
+        Self::with_credential(
+            container_url,
+            http,
+            Arc::new(StorageAudienceOnly { identity }),
+        )
+    }
+
+    /// The store with another credential (tests: a token from the emulator's identity endpoint).
+    pub fn with_credential(
+        container_url: Url,
+        http: reqwest::Client,
+        credential: Arc<dyn TokenCredential>,
+    ) -> azure_core::Result<Self> {
         let options = BlobContainerClientOptions {
-            client_options,
+            client_options: client_options(http),
             ..Default::default()
         };
         let container = BlobContainerClient::new(container_url, Some(credential), Some(options))?;
@@ -135,6 +140,16 @@ impl RecordStore for BlobStore {
             ..Default::default()
         };
         self.put(id, bytes, options).await
+    }
+}
+
+fn client_options(http: reqwest::Client) -> ClientOptions {
+    ClientOptions {
+        transport: Some(Transport::new(Arc::new(http))),
+        // A store that does not answer must surface within the revocation bound, not after the SDK's
+        // backoff; callers retry on their own schedule.
+        retry: RetryOptions::none(),
+        ..ClientOptions::default()
     }
 }
 

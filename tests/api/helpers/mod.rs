@@ -2,6 +2,7 @@
 //! assertions, hostile tokens and loopback stubs.
 
 pub mod assertions;
+pub mod azurite;
 pub mod broker;
 pub mod emulator;
 pub mod function_app;
