@@ -169,7 +169,7 @@ async fn two_instances_refreshing_one_delegation_at_once_lose_no_refresh_token()
 
     // Assert: both served, and the record still holds a live refresh token: `sql`, never asked
     // before, is refreshed from it on either instance.
-    assert_eq!((one.status(), two.status()), (200, 200));
+    assert_eq!((one.status().as_u16(), two.status().as_u16()), (200, 200));
     let sql = second.token(bearer, json!({"audience": "sql"})).await;
     assert_eq!(sql.status(), 200);
     let state = json_body(
@@ -233,4 +233,41 @@ async fn with_the_store_stopped_creation_is_refused_and_redemption_serves_only_w
     }
     let after = assert_error(after, 503, "delegation_store_unavailable").await;
     assert!(after.get("claims").is_none());
+}
+
+#[tokio::test]
+async fn the_container_holds_no_bearer_and_no_readable_refresh_token() {
+    let Some(shared) = shared().await else { return };
+    let broker = shared.instance().await;
+    let backend = shared.emulator.msi_token().await;
+    let subject = shared.emulator.user_token().await;
+    let created = create(
+        &broker,
+        &backend,
+        json!({"lane": "user", "audiences": ["sql"], "subject_token": subject}),
+    )
+    .await;
+    assert_eq!(
+        broker
+            .token(bearer_of(&created), json!({"audience": "sql"}))
+            .await
+            .status(),
+        200
+    );
+
+    let blobs = shared.azurite.raw_blobs(&shared.emulator, CONTAINER).await;
+
+    assert_eq!(blobs.len(), 1);
+    let stored = String::from_utf8_lossy(&blobs[0]);
+    assert!(
+        !stored.contains(bearer_of(&created)),
+        "the bearer is stored"
+    );
+    assert!(!stored.contains("tbdlg_"), "a bearer is stored");
+    // The emulator's refresh tokens start `1.AQ`; the stored one is sealed.
+    assert!(
+        !stored.contains("1.AQ"),
+        "a readable refresh token is stored: {stored}"
+    );
+    assert!(!stored.contains(&subject), "the subject token is stored");
 }
