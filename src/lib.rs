@@ -9,6 +9,8 @@
 //! - `azure`: Key Vault through the Function App's managed identity, and the user-assigned identity's
 //!   token for the broker's federated credential.
 //! - `certificate_loader`: reading the broker's client certificate from Key Vault or a file.
+//! - `policy_loader`: reading the policy document from Key Vault (its version history) or a file, under
+//!   a timeout.
 //! - `telemetry`: JSON logs on stdout and the audit line; `log_writer`: batched stdout; `json_line`:
 //!   the audit line's JSON writer.
 //! - `secret`: the redacting type for secrets and tokens.
@@ -39,6 +41,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod json_line;
 pub mod log_writer;
+pub mod policy_loader;
 pub mod refresh;
 pub mod secret;
 pub mod settings;
