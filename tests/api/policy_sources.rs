@@ -241,3 +241,84 @@ async fn a_fifo_as_policy_file_hangs_nothing_and_a_later_revocation_takes_effect
     assert_eq!(body["policy_revision"], 2);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The emulator's Key Vault answers a list of versions as Key Vault does: pages of properties joined by
+/// `nextLink`, oldest first, never a value, and 400 for a malformed query.
+#[tokio::test]
+async fn the_emulated_key_vault_lists_versions_in_pages_without_values() {
+    // Arrange: three versions, and the Function App identity's token for Key Vault.
+    let emulator = TestEmulator::start().await;
+    let mut uploaded = Vec::new();
+    for value in ["one", "two", "three"] {
+        uploaded.push(emulator.set_secret("listed", value).await);
+    }
+    let identity: Value = emulator
+        .https_client()
+        .get(format!(
+            "{}?api-version=2019-08-01&resource=https%3A%2F%2Fvault.azure.net",
+            emulator.ready.identity_endpoint
+        ))
+        .header("x-identity-header", &emulator.ready.identity_header)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", identity["access_token"].as_str().unwrap());
+    let list = |url: String| {
+        let request = emulator
+            .https_client()
+            .get(url)
+            .header("authorization", &bearer);
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let base = format!("{}secrets/listed/versions", emulator.ready.key_vault_url);
+
+    // Act
+    let (status, first) = list(format!("{base}?api-version=7.6&maxresults=2")).await;
+    let next = first["nextLink"].as_str().unwrap_or_default().to_owned();
+    let (next_status, second) = list(next).await;
+
+    // Assert
+    assert_eq!((status, next_status), (200, 200), "{first} {second}");
+    assert!(second["nextLink"].is_null(), "{second}");
+    let items: Vec<&Value> = [&first, &second]
+        .iter()
+        .flat_map(|page| page["value"].as_array().unwrap())
+        .collect();
+    let ids: Vec<String> = items
+        .iter()
+        .map(|item| {
+            item["id"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, uploaded);
+    for item in &items {
+        assert!(item.get("value").is_none(), "{item}");
+        assert_eq!(item["attributes"]["enabled"], true, "{item}");
+        assert!(item["attributes"]["created"].is_i64(), "{item}");
+    }
+    for (query, case) in [
+        ("", "no api-version"),
+        ("?api-version=7.6&maxresults=26", "maxresults over 25"),
+        ("?api-version=7.6&$skiptoken=bm9wZQ", "a forged skip token"),
+        ("?api-version=7.6&api-version=7.6", "a repeated parameter"),
+    ] {
+        let (status, body) = list(format!("{base}{query}")).await;
+        assert_eq!(status, 400, "case `{case}`: {body}");
+        assert_eq!(body["error"]["code"], "BadParameter", "case `{case}`");
+    }
+}

@@ -58,7 +58,7 @@ pub fn internal_error() -> Response {
 }
 
 pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str>) -> Response {
-    if let Err(refusal) = admit(state, request, name) {
+    if let Some(refusal) = refusal(state, request, name) {
         return refusal;
     }
     let Some(secret) = state.vault().get(name, version) else {
@@ -85,25 +85,28 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
 }
 
 /// What every secrets route checks first, in Key Vault's order: the method (only GET here), the bearer
-/// token, RBAC, then `api-version`. The refusal is the response to send.
-pub fn admit(state: &State, request: &Request, name: &str) -> Result<(), Response> {
+/// token, RBAC, then `api-version`. `Some` is the refusal to send.
+pub fn refusal(state: &State, request: &Request, name: &str) -> Option<Response> {
     if request.method != Method::GET {
-        return Err(error(
+        return Some(error(
             StatusCode::METHOD_NOT_ALLOWED,
             "BadRequest",
             "The requested method is not supported for this resource.",
         ));
     }
-    let caller = authenticate(state, request).map_err(|message| {
-        if request.header("authorization").is_some() {
-            state.stats.bump(Counter::KeyVaultTokenRefused);
+    let caller = match authenticate(state, request) {
+        Ok(caller) => caller,
+        Err(message) => {
+            if request.header("authorization").is_some() {
+                state.stats.bump(Counter::KeyVaultTokenRefused);
+            }
+            return Some(unauthorized(state, &message));
         }
-        unauthorized(state, &message)
-    })?;
+    };
     // The Function App's system-assigned identity and the broker's user-assigned one hold the
     // Key Vault Secrets User role (get and list); nobody else does.
     if caller.oid != FUNCTION_MI_OID && caller.oid != BROKER_IDENTITY_OID {
-        return Err(forbidden(&caller, name));
+        return Some(forbidden(&caller, name));
     }
     let query = request.query_pairs();
     let api_version = query
@@ -111,13 +114,13 @@ pub fn admit(state: &State, request: &Request, name: &str) -> Result<(), Respons
         .find(|(key, _)| key == "api-version")
         .map(|(_, value)| value.as_str());
     match api_version {
-        None | Some("") => Err(bad_parameter(
+        None | Some("") => Some(bad_parameter(
             "The api-version query parameter is required.",
         )),
-        Some(given) if !KEY_VAULT_API_VERSIONS.contains(&given) => Err(bad_parameter(&format!(
+        Some(given) if !KEY_VAULT_API_VERSIONS.contains(&given) => Some(bad_parameter(&format!(
             "The specified version ({given}) is not recognized. Consider using the latest supported version (2025-07-01)."
         ))),
-        Some(_) => Ok(()),
+        Some(_) => None,
     }
 }
 

@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 
 use crate::http::{self, Request, Response};
-use crate::key_vault::{admit, attributes, bad_parameter};
+use crate::key_vault::{attributes, bad_parameter, refusal};
 use crate::state::State;
 use crate::vault::{MAX_PAGE_SIZE, SecretVersion};
 
 pub fn handle(state: &State, request: &Request, name: &str) -> Response {
-    if let Err(refusal) = admit(state, request, name) {
+    if let Some(refusal) = refusal(state, request, name) {
         return refusal;
     }
     let page = match Page::parse(request, name) {

@@ -333,6 +333,52 @@ mod tests {
         assert!(!source.status().freshness.is_degraded());
     }
 
+    fn history(versions: &[(&str, Vec<u8>)]) -> Outcome {
+        let history = history::History::default();
+        let listed: Vec<history::Version> = versions
+            .iter()
+            .zip(1..)
+            .map(|((id, bytes), created)| {
+                history.record(id, bytes);
+                history::Version {
+                    id: (*id).to_owned(),
+                    created,
+                }
+            })
+            .collect();
+        history.outcome(&listed).unwrap()
+    }
+
+    #[test]
+    fn the_history_decides_whatever_this_instance_loaded_before() {
+        let source = PolicySource::pending(PolicyOrigin::KeyVault);
+        source.apply_history(history(&[
+            ("a", document(5, SQL)),
+            ("b", document(5, STORAGE)),
+        ]));
+        assert_eq!(allowed_scope(&source), SQL);
+        let status = source.status();
+        assert_eq!(
+            (status.version.as_deref(), status.refused_version.as_deref()),
+            (Some("a"), Some("b"))
+        );
+        assert!(status.freshness.is_degraded());
+        // With the newer versions disabled, every instance goes back to the older one.
+        source.apply_history(history(&[("old", document(4, STORAGE))]));
+        assert_eq!(allowed_scope(&source), STORAGE);
+        assert_eq!(source.status().refused_version, None);
+        assert!(!source.status().freshness.is_degraded());
+    }
+
+    #[test]
+    fn a_history_without_a_valid_version_keeps_the_last_good_policy() {
+        let source = PolicySource::pending(PolicyOrigin::KeyVault);
+        source.apply_history(history(&[("a", document(5, SQL))]));
+        source.apply_history(history(&[("b", document(6, "openid"))]));
+        assert_eq!(allowed_scope(&source), SQL);
+        assert_eq!(source.status().refused_version.as_deref(), Some("b"));
+    }
+
     #[test]
     fn an_invalid_document_keeps_the_last_good_one_and_says_where() {
         let source = PolicySource::pending(PolicyOrigin::File);
