@@ -28,15 +28,22 @@ fn with_sales_storage(revision: u64) -> Value {
     document
 }
 
-/// What a broker's health says about the policy, and whether the sales workspace gets Storage.
-async fn decision(broker: &TestBroker, sales: &str) -> (Value, Value, Value, u16) {
+/// The revision a broker decides by, and whether the sales workspace gets Storage under it.
+async fn decision(broker: &TestBroker, sales: &str) -> (Value, u16) {
     let health = health_when(broker, |_| true).await;
     let storage = broker.get_sp_token(sales, storage_request()).await;
     (
         health["policy"]["revision"].clone(),
+        storage.status().as_u16(),
+    )
+}
+
+/// The secret versions a broker's health names: in force, and refused.
+async fn versions(broker: &TestBroker) -> (Value, Value) {
+    let health = health_when(broker, |_| true).await;
+    (
         health["policy"]["version"].clone(),
         health["policy"]["refused_version"].clone(),
-        storage.status().as_u16(),
     )
 }
 
@@ -57,15 +64,20 @@ async fn a_broker_started_after_a_same_revision_upload_refuses_it_too() {
         TestBroker::spawn_with(&emulator, &[("BROKER_POLICY_SECRET_NAME", POLICY_SECRET)]).await;
     let sales = sales_token(&emulator).await;
 
-    // Assert: both run the first revision 7, name the same versions and refuse Storage.
-    let expected = (
-        json!(7),
-        in_force["policy"]["version"].clone(),
-        json!(changed),
-        403,
+    // Assert: both run the first revision 7 and refuse Storage, and name the same versions.
+    assert_eq!(
+        decision(&first, &sales).await,
+        (json!(7), 403),
+        "first broker"
     );
-    assert_eq!(decision(&first, &sales).await, expected, "first broker");
-    assert_eq!(decision(&second, &sales).await, expected, "second broker");
+    assert_eq!(
+        decision(&second, &sales).await,
+        (json!(7), 403),
+        "second broker"
+    );
+    let named = (in_force["policy"]["version"].clone(), json!(changed));
+    assert_eq!(versions(&first).await, named, "first broker");
+    assert_eq!(versions(&second).await, named, "second broker");
     let health = health_when(&second, |_| true).await;
     assert_eq!(health["reasons"], json!(["policy_refused"]), "{health}");
     let refusal = health["policy"]["last_refusal"]
@@ -95,10 +107,20 @@ async fn a_broker_started_after_a_rollback_upload_refuses_it_too() {
         TestBroker::spawn_with(&emulator, &[("BROKER_POLICY_SECRET_NAME", POLICY_SECRET)]).await;
     let sales = sales_token(&emulator).await;
 
-    // Assert: revision 4 decides on both.
-    let expected = (json!(4), json!(raised), json!(rollback), 200);
-    assert_eq!(decision(&first, &sales).await, expected, "first broker");
-    assert_eq!(decision(&second, &sales).await, expected, "second broker");
+    // Assert: revision 4 decides on both, and both name the same versions.
+    assert_eq!(
+        decision(&first, &sales).await,
+        (json!(4), 200),
+        "first broker"
+    );
+    assert_eq!(
+        decision(&second, &sales).await,
+        (json!(4), 200),
+        "second broker"
+    );
+    let named = (json!(raised), json!(rollback));
+    assert_eq!(versions(&first).await, named, "first broker");
+    assert_eq!(versions(&second).await, named, "second broker");
 }
 
 #[tokio::test]
@@ -122,9 +144,19 @@ async fn a_higher_revision_after_a_refused_upload_is_in_force_everywhere() {
 
     // Assert: no refusal left, and both agree.
     assert_eq!(health["status"], "ready", "{health}");
-    let expected = (json!(8), json!(fixed), Value::Null, 200);
-    assert_eq!(decision(&first, &sales).await, expected, "first broker");
-    assert_eq!(decision(&second, &sales).await, expected, "second broker");
+    assert_eq!(
+        decision(&first, &sales).await,
+        (json!(8), 200),
+        "first broker"
+    );
+    assert_eq!(
+        decision(&second, &sales).await,
+        (json!(8), 200),
+        "second broker"
+    );
+    let named = (json!(fixed), Value::Null);
+    assert_eq!(versions(&first).await, named, "first broker");
+    assert_eq!(versions(&second).await, named, "second broker");
 }
 
 /// A fresh directory for one test's policy file.
