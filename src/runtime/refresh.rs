@@ -11,7 +11,7 @@ use crate::broker::Broker;
 use crate::broker::credential::{CertificateLoader, ClientCredential};
 use crate::broker::error::LoadFailure;
 use crate::broker::metrics::Metrics;
-use crate::policy_loader::{FilePolicy, VaultPolicy};
+use crate::runtime::policy_loader::{FilePolicy, VaultPolicy};
 
 /// Retry delay while a value has never loaded.
 const FIRST_LOAD_RETRY: Duration = Duration::from_secs(2);
