@@ -10,6 +10,7 @@ pub mod credential;
 pub mod digest;
 pub mod entra_error;
 pub mod error;
+pub mod excerpt;
 pub mod exchange;
 pub mod freshness;
 pub mod ids;
