@@ -1,7 +1,9 @@
 //! Every setting the broker reads, validated once at start-up. Nothing else reads the environment.
 //!
-//! A missing or malformed setting is an error naming the variable and the expected shape, never its
-//! value (it may be a secret); there is no silent fallback to a default on a parse failure.
+//! A missing or malformed setting is an error naming the variable and the expected shape. It quotes the
+//! value only for settings that never hold a secret, escaped and cut short (`excerpt`); secrets and
+//! URLs (which may carry credentials) are never quoted. There is no silent fallback to a default on a
+//! parse failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::broker::excerpt;
 use crate::broker::ids::{ClientId, Guid, ObjectId, TenantId};
 use crate::broker::scope::{AudienceMap, DEFAULT_AUDIENCES, DEFAULT_SCOPES, TargetScope, is_alias};
 
@@ -36,6 +39,14 @@ pub enum SettingsError {
         name: &'static str,
         reason: &'static str,
     },
+    /// As `Invalid`, for a setting that never holds a secret: `value` is the offending value (or list
+    /// item), quoted by `excerpt::quoted`.
+    #[error("{name} is invalid ({value}): {reason}")]
+    InvalidValue {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     /// Settings of another credential kind than the one chosen; names only, never values.
     #[error("{} cannot be set with BROKER_CREDENTIAL={kind}", names.join(", "))]
     Contradicts {
@@ -45,6 +56,17 @@ pub enum SettingsError {
     /// Legacy policy settings set beside a policy document, which replaces them all.
     #[error("{by} replaces the legacy policy settings; remove {names}")]
     ReplacedByPolicy { by: &'static str, names: String },
+}
+
+impl SettingsError {
+    /// `Invalid`, quoting `value`: only for settings that never hold a secret.
+    fn invalid_value(name: &'static str, value: &str, reason: &'static str) -> Self {
+        Self::InvalidValue {
+            name,
+            value: excerpt::quoted(value),
+            reason,
+        }
+    }
 }
 
 /// The settings a policy document replaces; with one configured, any of them is a start-up error.
@@ -232,10 +254,11 @@ fn max_connections(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<usize
     const REASON: &str = "expected a whole number of connections, from 16 to 100000";
     let count: usize = vars.parsed(NAME, 1024, REASON)?;
     if !(16..=100_000).contains(&count) {
-        return Err(SettingsError::Invalid {
-            name: NAME,
-            reason: REASON,
-        });
+        return Err(SettingsError::invalid_value(
+            NAME,
+            &count.to_string(),
+            REASON,
+        ));
     }
     Ok(count)
 }
@@ -358,9 +381,12 @@ fn allowed_scopes(
 fn scope_list(name: &'static str, text: &str) -> Result<BTreeSet<TargetScope>, SettingsError> {
     split_list(text)
         .map(|item| {
-            TargetScope::parse(item).map_err(|_| SettingsError::Invalid {
-                name,
-                reason: "expected <https:// or api:// resource>/.default scopes separated by commas",
+            TargetScope::parse(item).map_err(|_| {
+                SettingsError::invalid_value(
+                    name,
+                    item,
+                    "expected <https:// or api:// resource>/.default scopes separated by commas",
+                )
             })
         })
         .collect()
@@ -376,10 +402,7 @@ fn audiences(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<AudienceMap
         .collect();
     if let Some(text) = vars.get(NAME) {
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let invalid = SettingsError::Invalid {
-                name: NAME,
-                reason: REASON,
-            };
+            let invalid = SettingsError::invalid_value(NAME, entry, REASON);
             let (alias, scope) = entry.split_once('=').ok_or(invalid.clone())?;
             let (alias, scope) = (alias.trim(), scope.trim());
             if !is_alias(alias) {
@@ -410,11 +433,12 @@ fn user_access(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<UserAcces
         Some("allowlist") => UserAccess::Allowlist(oids.clone()),
         Some("app-role") => match &role {
             Some(role) if is_claim_value(role) => UserAccess::AppRole(role.clone()),
-            Some(_) => {
-                return Err(SettingsError::Invalid {
-                    name: "BROKER_USER_APP_ROLE",
-                    reason: "expected an app role value such as Broker.User",
-                });
+            Some(role) => {
+                return Err(SettingsError::invalid_value(
+                    "BROKER_USER_APP_ROLE",
+                    role,
+                    "expected an app role value such as Broker.User",
+                ));
             }
             None => {
                 return Err(SettingsError::Missing {
@@ -423,11 +447,12 @@ fn user_access(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<UserAcces
             }
         },
         Some("tenant") => UserAccess::Tenant,
-        Some(_) => {
-            return Err(SettingsError::Invalid {
-                name: NAME,
-                reason: "expected none, allowlist, app-role or tenant",
-            });
+        Some(other) => {
+            return Err(SettingsError::invalid_value(
+                NAME,
+                other,
+                "expected none, allowlist, app-role or tenant",
+            ));
         }
     };
     if !oids.is_empty() && !matches!(access, UserAccess::Allowlist(_)) {
@@ -444,10 +469,11 @@ fn required_user_scope(
 ) -> Result<Option<String>, SettingsError> {
     match vars.get("BROKER_REQUIRED_USER_SCOPE") {
         Some(scope) if is_claim_value(&scope) => Ok(Some(scope)),
-        Some(_) => Err(SettingsError::Invalid {
-            name: "BROKER_REQUIRED_USER_SCOPE",
-            reason: "expected one delegated scope name such as user_impersonation",
-        }),
+        Some(scope) => Err(SettingsError::invalid_value(
+            "BROKER_REQUIRED_USER_SCOPE",
+            &scope,
+            "expected one delegated scope name such as user_impersonation",
+        )),
         None => Ok(None),
     }
 }
@@ -493,10 +519,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 
     fn required_guid(&self, name: &'static str) -> Result<Guid, SettingsError> {
         let text = self.get(name).ok_or(SettingsError::Missing { name })?;
-        text.parse().map_err(|_| SettingsError::Invalid {
-            name,
-            reason: "expected a GUID",
-        })
+        text.parse()
+            .map_err(|_| SettingsError::invalid_value(name, &text, "expected a GUID"))
     }
 
     fn guid_list(&self, name: &'static str) -> Result<BTreeSet<Guid>, SettingsError> {
@@ -505,9 +529,12 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         };
         split_list(&text)
             .map(|item| {
-                item.parse().map_err(|_| SettingsError::Invalid {
-                    name,
-                    reason: "expected GUIDs separated by commas or whitespace",
+                item.parse().map_err(|_| {
+                    SettingsError::invalid_value(
+                        name,
+                        item,
+                        "expected GUIDs separated by commas or whitespace",
+                    )
                 })
             })
             .collect()
@@ -521,14 +548,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             {
                 Ok(Some(text))
             }
-            Some(_) => Err(SettingsError::Invalid {
+            // The name of a secret, not its value.
+            Some(text) => Err(SettingsError::invalid_value(
                 name,
-                reason: "expected a Key Vault secret name (1-127 letters, digits and dashes)",
-            }),
+                &text,
+                "expected a Key Vault secret name (1-127 letters, digits and dashes)",
+            )),
             None => Ok(None),
         }
     }
 
+    /// A number or other plain value: never a secret, so an error quotes it.
     fn parsed<T: FromStr>(
         &self,
         name: &'static str,
@@ -538,7 +568,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         match self.get(name) {
             Some(text) => text
                 .parse()
-                .map_err(|_| SettingsError::Invalid { name, reason }),
+                .map_err(|_| SettingsError::invalid_value(name, &text, reason)),
             None => Ok(default),
         }
     }
@@ -556,7 +586,11 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         };
         let seconds: u64 = self.parsed(name, default, reason)?;
         if seconds < min || seconds > 86_400 * 7 {
-            return Err(SettingsError::Invalid { name, reason });
+            return Err(SettingsError::invalid_value(
+                name,
+                &seconds.to_string(),
+                reason,
+            ));
         }
         Ok(Duration::from_secs(seconds))
     }
@@ -564,10 +598,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     fn positive(&self, name: &'static str, default: u32) -> Result<u32, SettingsError> {
         const REASON: &str = "expected a positive whole number of requests per minute";
         match self.parsed(name, default, REASON)? {
-            0 => Err(SettingsError::Invalid {
-                name,
-                reason: REASON,
-            }),
+            0 => Err(SettingsError::invalid_value(name, "0", REASON)),
             value => Ok(value),
         }
     }
@@ -660,7 +691,32 @@ mod tests {
     fn malformed_tenant_id_is_named_in_the_error() {
         assert_eq!(
             error_of(&[("BROKER_TENANT_ID", "contoso")]),
-            "BROKER_TENANT_ID is invalid: expected a GUID"
+            "BROKER_TENANT_ID is invalid (\"contoso\"): expected a GUID"
+        );
+    }
+
+    #[test]
+    fn a_quoted_value_is_escaped_and_cut_short() {
+        let hostile = format!("\u{1b}[2K\r{}", "x".repeat(10_000));
+        let err = error_of(&[("BROKER_TENANT_ID", &hostile)]);
+        assert!(
+            err.starts_with("BROKER_TENANT_ID is invalid (\"\\u{1b}[2K\\rxxx"),
+            "{err}"
+        );
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.len() < 200, "{} bytes", err.len());
+    }
+
+    #[test]
+    fn urls_which_may_carry_credentials_are_never_quoted() {
+        let err = error_of(&[(
+            "BROKER_AUTHORITY_HOST",
+            "https://admin:hunter2@login.example/tenant",
+        )]);
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            err.starts_with("BROKER_AUTHORITY_HOST is invalid: expected"),
+            "{err}"
         );
     }
 
@@ -668,7 +724,7 @@ mod tests {
     fn malformed_optional_setting_is_an_error_not_a_default() {
         assert_eq!(
             error_of(&[("BROKER_TOKEN_MARGIN_SECONDS", "5m")]),
-            "BROKER_TOKEN_MARGIN_SECONDS is invalid: expected a whole number of seconds"
+            "BROKER_TOKEN_MARGIN_SECONDS is invalid (\"5m\"): expected a whole number of seconds"
         );
         assert_eq!(
             error_of(&[("BROKER_AUTHORITY_HOST", "http://login.microsoftonline.com")]),
@@ -716,7 +772,7 @@ mod tests {
         );
         assert_eq!(
             error_of(&[("BROKER_USER_ACCESS", "everyone")]),
-            "BROKER_USER_ACCESS is invalid: expected none, allowlist, app-role or tenant"
+            "BROKER_USER_ACCESS is invalid (\"everyone\"): expected none, allowlist, app-role or tenant"
         );
     }
 
@@ -788,7 +844,7 @@ mod tests {
         assert_eq!(settings.static_allowlist.len(), 2);
         assert_eq!(
             error_of(&[("BROKER_ALLOWED_MSI_OIDS", "not-a-guid")]),
-            "BROKER_ALLOWED_MSI_OIDS is invalid: expected GUIDs separated by commas or whitespace"
+            "BROKER_ALLOWED_MSI_OIDS is invalid (\"not-a-guid\"): expected GUIDs separated by commas or whitespace"
         );
     }
 }
