@@ -10,7 +10,7 @@ use crate::identities::{BROKER_IDENTITY_OID, TENANT_ID, TOKEN_EXCHANGE_AUDIENCE}
 use crate::keys::SigningKey;
 use crate::mint::{self, MintRequest};
 use crate::state::State;
-use crate::vault::Vault;
+use crate::vault::{MAX_PAGE_SIZE, Vault};
 use crate::{app_credentials, clock, ids};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -363,10 +363,17 @@ fn settings(state: &State, request: &Request) -> Result<Value, Refusal> {
     #[serde(deny_unknown_fields)]
     struct Settings {
         token_lifetime_seconds: Option<i64>,
+        key_vault_page_size: Option<usize>,
         /// A redeemed refresh token cannot be redeemed again.
         strict_refresh_tokens: Option<bool>,
     }
     let settings: Settings = body(request)?;
+    if let Some(size) = settings.key_vault_page_size {
+        if !(1..=MAX_PAGE_SIZE).contains(&size) {
+            return Err(bad_request("key_vault_page_size must be between 1 and 25"));
+        }
+        state.vault().page_size = size;
+    }
     let strict = {
         let mut refresh_tokens = state.refresh_tokens();
         if let Some(strict) = settings.strict_refresh_tokens {
@@ -385,6 +392,7 @@ fn settings(state: &State, request: &Request) -> Result<Value, Refusal> {
     }
     Ok(json!({
         "token_lifetime_seconds": directory.token_lifetime,
+        "key_vault_page_size": state.vault().page_size,
         "strict_refresh_tokens": strict,
     }))
 }
