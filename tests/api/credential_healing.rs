@@ -52,6 +52,8 @@ async fn identity_token_signed_with_a_retired_key_is_replaced_and_the_exchange_r
     )
     .await;
     emulator.rotate_keys(true).await;
+    // The broker looks for a caller's unknown key at most once per BROKER_JWKS_MIN_REFRESH_SECONDS (1).
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let caller = emulator.msi_token().await;
     emulator.reset_stats().await;
 
