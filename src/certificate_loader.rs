@@ -141,9 +141,17 @@ struct LastParsed(Mutex<Option<(Digest, Parsed)>>);
 impl LastParsed {
     /// What `bytes` parse to: the last answer when they are the same bytes, else a parse on a
     /// blocking thread, with the one warning line for a refused or expired certificate.
-    async fn parse(&self, bytes: Vec<u8>, source: &str) -> Result<Arc<ClientCertificate>, LoadFailure> {
+    async fn parse(
+        &self,
+        bytes: Vec<u8>,
+        source: &str,
+    ) -> Result<Arc<ClientCertificate>, LoadFailure> {
         let digest = Digest::of_bytes(&bytes);
-        let last = self.lock().as_ref().filter(|(seen, _)| *seen == digest).map(|(_, parsed)| parsed.clone());
+        let last = self
+            .lock()
+            .as_ref()
+            .filter(|(seen, _)| *seen == digest)
+            .map(|(_, parsed)| parsed.clone());
         let parsed = match last {
             Some(parsed) => parsed,
             None => {
@@ -213,7 +221,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("certificate.pem");
         let _ = std::fs::remove_file(&path);
-        let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
         assert!(made.success());
         let loader = FileCertificate::new(path.clone());
 

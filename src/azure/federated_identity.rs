@@ -113,7 +113,7 @@ impl FederatedToken for FederatedIdentity {
     fn forget(&self, token: &Secret) -> bool {
         let mut flights = self.inner.lock_flights();
         let held = self.inner.held.load_full();
-        if !held.is_some_and(|held| held.token.expose() == token.expose()) {
+        if held.is_none_or(|held| held.token.expose() != token.expose()) {
             // Already dropped by another request: the retry presents the token fetched since.
             return true;
         }

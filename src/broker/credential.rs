@@ -184,7 +184,9 @@ impl ClientCredential {
     /// fetches a new one. True when retrying with this same credential can present something new.
     pub fn forget_refused(&self, auth: &ClientAuth) -> bool {
         match (&self.material, auth) {
-            (Material::ManagedIdentity(tokens), ClientAuth::Assertion(token)) => tokens.forget(token),
+            (Material::ManagedIdentity(tokens), ClientAuth::Assertion(token)) => {
+                tokens.forget(token)
+            }
             _ => false,
         }
     }
@@ -232,4 +234,3 @@ impl ClientCredential {
         }
     }
 }
-

@@ -282,7 +282,10 @@ impl CredentialSource {
     /// After Entra refused `rejected`: re-reads the certificate and returns the current credential if
     /// it is another version. One reload at a time, at most one per `RELOAD_FLOOR` for refusals;
     /// whoever waited sees its result.
-    async fn newer_than(self: &Arc<Self>, rejected: &ClientCredential) -> Option<Arc<ClientCredential>> {
+    async fn newer_than(
+        self: &Arc<Self>,
+        rejected: &ClientCredential,
+    ) -> Option<Arc<ClientCredential>> {
         if let Some(newer) = self.newer(rejected) {
             return Some(newer);
         }
@@ -444,7 +447,11 @@ mod tests {
         let accepted = certificate(-1, 30);
         let accepted_version = accepted.version;
         source.apply(Ok(accepted));
-        source.current().ok().unwrap().set_standing(Standing::Accepted);
+        source
+            .current()
+            .ok()
+            .unwrap()
+            .set_standing(Standing::Accepted);
         let refused = certificate(-1, 30);
         let refused_version = refused.version;
         source.apply(Ok(refused));
@@ -460,9 +467,11 @@ mod tests {
             Some(SetAsideReason::Refused)
         );
         // Another request refused with the same version at the same time retries with the accepted one.
-        assert!(source
-            .fall_back(&new)
-            .is_some_and(|c| c.version == accepted_version));
+        assert!(
+            source
+                .fall_back(&new)
+                .is_some_and(|c| c.version == accepted_version)
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ pub(crate) fn secretless(emulator: &TestEmulator, extra: &[(&str, &str)]) -> Vec
 }
 
 /// A broker whose credential is the certificate in Key Vault secret `broker-certificate`.
-pub(crate) async fn certificate_broker(emulator: &TestEmulator, extra: &[(&str, &str)]) -> TestBroker {
+pub(crate) async fn certificate_broker(
+    emulator: &TestEmulator,
+    extra: &[(&str, &str)],
+) -> TestBroker {
     let mut settings = vec![
         ("BROKER_CREDENTIAL", "certificate"),
         ("BROKER_CERTIFICATE_NAME", CERTIFICATE_SECRET),

@@ -131,7 +131,11 @@ async fn identity_token_refused_again_when_fresh_fails_and_turns_health_degraded
     assert_eq!(response.status(), 200);
     let body = json_body(response).await;
     assert_eq!(
-        (&body["status"], &body["reasons"], &body["credential"]["refused"]),
+        (
+            &body["status"],
+            &body["reasons"],
+            &body["credential"]["refused"]
+        ),
         (
             &json!("degraded"),
             &json!(["managed_identity_token_refused"]),
@@ -279,7 +283,9 @@ async fn certificate_file_replaced_by_a_fifo_hangs_no_request() {
         .status()
         .expect("run mkfifo");
     assert!(made.success());
-    emulator.unregister_certificate(thumbprint(&certificate)).await;
+    emulator
+        .unregister_certificate(thumbprint(&certificate))
+        .await;
 
     // Act
     let response = tokio::time::timeout(

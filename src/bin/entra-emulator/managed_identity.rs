@@ -153,7 +153,10 @@ fn token(
     honesty: Honesty,
 ) -> Response {
     let mut claims = issue::v1_claims(TENANT_ID, resource, lifetime);
-    let claimed_expiry = claims.get("exp").and_then(Value::as_i64).unwrap_or_default();
+    let claimed_expiry = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .unwrap_or_default();
     if honesty == Honesty::Stale {
         let expired = claimed_expiry - lifetime - STALE_BY;
         claims.extend(issue::object(json!({
