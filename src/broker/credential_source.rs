@@ -20,7 +20,7 @@ use crate::broker::credential::{ClientCredential, CredentialKind, Standing, Unus
 use crate::broker::digest::Digest;
 use crate::broker::error::{BrokerError, LoadFailure};
 use crate::broker::freshness::{Freshness, ReadProblem};
-use crate::broker::validation::now;
+use crate::clock::now;
 
 /// Longest wait for one read of the certificate: a file on a hung share, or a Key Vault that never
 /// answers, counts as a failed read after this long.

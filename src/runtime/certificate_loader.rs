@@ -176,7 +176,7 @@ impl LastParsed {
 fn warn_once(parsed: &Parsed, source: &str) {
     match parsed {
         Err(err) => tracing::warn!(source, reason = %err, "client certificate refused"),
-        Ok(certificate) if certificate.is_expired(crate::broker::validation::now()) => {
+        Ok(certificate) if certificate.is_expired(crate::clock::now()) => {
             tracing::warn!(
                 source,
                 thumbprint_sha256 = certificate.thumbprint_sha256,
