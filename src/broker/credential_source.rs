@@ -33,7 +33,8 @@ const SET_ASIDE_REMEMBERED: usize = 16;
 /// Re-reads the certificate from where it is kept (implemented in `certificate_loader`).
 #[async_trait::async_trait]
 pub trait CertificateLoader: Send + Sync {
-    async fn load(&self) -> Result<Arc<ClientCertificate>, LoadFailure>;
+    /// The certificate, or why the read failed (`Unparseable` for a value that is no usable certificate).
+    async fn load(&self) -> Result<Arc<ClientCertificate>, ReadProblem>;
 }
 
 /// Why a version was set aside.
@@ -173,16 +174,16 @@ impl CredentialSource {
 
     /// Applies a load. A failure keeps the credential in force; so does a version that cannot be used
     /// while the one in force can, and a version set aside before.
-    pub fn apply(&self, loaded: Result<ClientCredential, LoadFailure>) {
+    pub fn apply(&self, loaded: Result<ClientCredential, ReadProblem>) {
         let _changing = lock(&self.changing);
         let state = self.state.load_full();
         let mut next = State::clone(&state);
         match loaded {
-            Err(failure) => {
+            Err(problem) => {
                 if next.current.is_err() {
-                    next.current = Err(failure);
+                    next.current = Err(problem.load_failure());
                 }
-                next.freshness = state.freshness.failed(ReadProblem::from(failure));
+                next.freshness = state.freshness.failed(problem);
             }
             Ok(fresh) => {
                 next.freshness = state.freshness.succeeded();
@@ -333,7 +334,7 @@ impl CredentialSource {
                         timeout_seconds = LOAD_TIMEOUT.as_secs(),
                         "client certificate read did not finish in time; counted as a failed read"
                     );
-                    Err(LoadFailure::Unreachable)
+                    Err(ReadProblem::Unreachable)
                 }
             };
             source.apply(loaded.map(ClientCredential::certificate));
@@ -492,7 +493,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl CertificateLoader for NeverAnswers {
-        async fn load(&self) -> Result<Arc<ClientCertificate>, LoadFailure> {
+        async fn load(&self) -> Result<Arc<ClientCertificate>, ReadProblem> {
             std::future::pending().await
         }
     }

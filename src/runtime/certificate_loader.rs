@@ -16,7 +16,7 @@ use crate::azure::key_vault::VaultReader;
 use crate::broker::certificate::{CertificateError, ClientCertificate};
 use crate::broker::credential_source::CertificateLoader;
 use crate::broker::digest::Digest;
-use crate::broker::error::LoadFailure;
+use crate::broker::freshness::ReadProblem;
 use crate::broker::metrics::Metrics;
 
 const PKCS12: &str = "application/x-pkcs12";
@@ -44,11 +44,16 @@ impl VaultCertificate {
 
 #[async_trait::async_trait]
 impl CertificateLoader for VaultCertificate {
-    async fn load(&self) -> Result<Arc<ClientCertificate>, LoadFailure> {
+    async fn load(&self) -> Result<Arc<ClientCertificate>, ReadProblem> {
         Metrics::add(&self.metrics.key_vault_reads);
-        let secret = self.reader.read_typed(&self.name).await.inspect_err(|_| {
-            Metrics::add(&self.metrics.key_vault_failures);
-        })?;
+        let secret = self
+            .reader
+            .read_typed(&self.name)
+            .await
+            .map_err(|failure| {
+                Metrics::add(&self.metrics.key_vault_failures);
+                ReadProblem::from(failure)
+            })?;
         let bytes = match secret.content_type.as_deref() {
             Some(PKCS12) => STANDARD
                 .decode(secret.value.expose().trim())
@@ -59,14 +64,14 @@ impl CertificateLoader for VaultCertificate {
                     secret = self.name,
                     "Key Vault secret for the client certificate has neither content type {PKCS12} nor {PEM}"
                 );
-                return Err(LoadFailure::Misconfigured);
+                return Err(ReadProblem::Unparseable);
             }
         };
         match bytes {
             Ok(bytes) => self.parsed.parse(bytes, &self.name).await,
             Err(err) => {
                 tracing::warn!(source = self.name, reason = %err, "client certificate refused");
-                Err(LoadFailure::Misconfigured)
+                Err(ReadProblem::Unparseable)
             }
         }
     }
@@ -91,10 +96,10 @@ impl FileCertificate {
 
 #[async_trait::async_trait]
 impl CertificateLoader for FileCertificate {
-    async fn load(&self) -> Result<Arc<ClientCertificate>, LoadFailure> {
+    async fn load(&self) -> Result<Arc<ClientCertificate>, ReadProblem> {
         if self.reading.swap(true, Ordering::AcqRel) {
             tracing::warn!(path = %self.path.display(), "client certificate file: the last read has not returned yet");
-            return Err(LoadFailure::Unreachable);
+            return Err(ReadProblem::Unreachable);
         }
         let (path, reading) = (self.path.clone(), Arc::clone(&self.reading));
         let read = tokio::task::spawn_blocking(move || {
@@ -104,10 +109,10 @@ impl CertificateLoader for FileCertificate {
         });
         let bytes = read
             .await
-            .map_err(|_| LoadFailure::Unreachable)?
+            .map_err(|_| ReadProblem::Unreachable)?
             .map_err(|err| {
                 tracing::warn!(path = %self.path.display(), error = %err, "client certificate file could not be read");
-                LoadFailure::Misconfigured
+                ReadProblem::Refused
             })?;
         self.parsed
             .parse(bytes, &self.path.display().to_string())
@@ -145,7 +150,7 @@ impl LastParsed {
         &self,
         bytes: Vec<u8>,
         source: &str,
-    ) -> Result<Arc<ClientCertificate>, LoadFailure> {
+    ) -> Result<Arc<ClientCertificate>, ReadProblem> {
         let digest = Digest::of_bytes(&bytes);
         let last = self
             .lock()
@@ -164,7 +169,7 @@ impl LastParsed {
                 parsed
             }
         };
-        parsed.map_err(|_| LoadFailure::Misconfigured)
+        parsed.map_err(|_| ReadProblem::Unparseable)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Digest, Parsed)>> {
@@ -230,7 +235,7 @@ mod tests {
 
         let loaded = loader.load().await;
 
-        assert!(matches!(loaded, Err(LoadFailure::Misconfigured)));
+        assert!(matches!(loaded, Err(ReadProblem::Refused)));
         assert!(!loader.reading.load(Ordering::Acquire));
         let _ = std::fs::remove_dir_all(&dir);
     }

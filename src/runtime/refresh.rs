@@ -11,6 +11,7 @@ use crate::azure::key_vault::VaultReader;
 use crate::broker::Broker;
 use crate::broker::credential::ClientCredential;
 use crate::broker::error::LoadFailure;
+use crate::broker::freshness::ReadProblem;
 use crate::broker::metrics::Metrics;
 use crate::broker::policy::document;
 
@@ -81,9 +82,11 @@ pub async fn load_vault(broker: &Broker, sources: &VaultSources) {
         if secret.is_err() {
             Metrics::add(&broker.metrics.key_vault_failures);
         }
-        broker
-            .credential
-            .apply(secret.map(ClientCredential::secret));
+        broker.credential.apply(
+            secret
+                .map(ClientCredential::secret)
+                .map_err(ReadProblem::from),
+        );
     }
 }
 

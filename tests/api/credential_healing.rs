@@ -325,18 +325,57 @@ async fn certificate_that_keeps_failing_to_re_read_is_named_in_health() {
         .await;
     let broker = certificate_broker(&emulator, &[]).await;
 
+    // Act: Key Vault fails every read from now on (re-read every second).
+    emulator
+        .inject_fault("key_vault", "500", json!({"count": 1000}))
+        .await;
+    let has = |body: &Value, reason: &str| {
+        body["reasons"]
+            .as_array()
+            .is_some_and(|reasons| reasons.contains(&json!(reason)))
+    };
+    let body = health_when(&broker, |body| {
+        has(body, "client_certificate_refresh_failing")
+    })
+    .await;
+
+    // Assert: named after the certificate (the allowlist, also in Key Vault, has its own reason).
+    assert!(
+        has(&body, "client_certificate_refresh_failing")
+            && !has(&body, "client_secret_refresh_failing"),
+        "health: {body}"
+    );
+    assert_eq!(body["status"], "degraded", "health: {body}");
+}
+
+#[tokio::test]
+async fn certificate_value_that_is_no_certificate_is_named_in_health_at_once() {
+    // Arrange
+    let emulator = TestEmulator::start().await;
+    let good = emulator
+        .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET}))
+        .await;
+    let broker = certificate_broker(&emulator, &[]).await;
+
     // Act: the secret now holds something that is no certificate (and has no certificate content type).
     emulator
         .set_secret(CERTIFICATE_SECRET, "not a certificate")
         .await;
     let body = health_when(&broker, |body| body["status"] != "ready").await;
 
-    // Assert
+    // Assert: the certificate in force keeps serving.
     assert_eq!(
-        (&body["status"], &body["reasons"]),
+        (
+            &body["status"],
+            &body["reasons"],
+            &body["credential"]["last_failure"],
+            &body["credential"]["thumbprint_sha256"]
+        ),
         (
             &json!("degraded"),
-            &json!(["client_certificate_refresh_failing"])
+            &json!(["client_certificate_unparseable"]),
+            &json!("unparseable"),
+            &json!(thumbprint(&good))
         ),
         "health: {body}"
     );
