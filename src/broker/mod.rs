@@ -12,6 +12,7 @@ pub mod credential_source;
 pub mod digest;
 pub mod entra_error;
 pub mod error;
+pub mod excerpt;
 pub mod exchange;
 pub mod freshness;
 pub mod ids;
