@@ -1,11 +1,15 @@
-//! One exchange at the token endpoint authenticated with the broker's current credential: retried once
-//! with a newer certificate when Entra refuses the one used and a newer one exists, and reported in a
-//! warning line (AADSTS code, credential kind and version, never the assertion) when the refusal is
-//! about the broker's own credential.
+//! One exchange at the token endpoint authenticated with the broker's current credential. When Entra
+//! refuses the credential, retried once: a managed identity with a freshly fetched identity token (the
+//! held one may be signed with a retired key, or older than its endpoint said), a certificate with the
+//! version it replaced (a new version refused on first use) or with a newer one re-read from its
+//! source. What Entra made of the credential is recorded for health, and a refusal about the broker's
+//! own credential is reported in a warning line (AADSTS code, credential kind and version, never the
+//! assertion).
 
 use std::sync::Arc;
 
-use crate::broker::credential::{ClientAuth, ClientCredential, CredentialSource};
+use crate::broker::credential::{ClientAuth, ClientCredential, Standing};
+use crate::broker::credential_source::CredentialSource;
 use crate::broker::error::{UpstreamError, UpstreamErrorKind};
 use crate::broker::exchange::{IssuedToken, TokenEndpoint, UserGrant};
 use crate::broker::ids::ClientId;
@@ -22,6 +26,17 @@ pub enum GrantRequest {
         assertion: Secret,
         scope: TargetScope,
     },
+    /// On-Behalf-Of with `offline_access`, at a delegation's creation: the answer carries the user's
+    /// refresh token.
+    OnBehalfOfOffline {
+        assertion: Secret,
+        scope: TargetScope,
+    },
+    /// The refresh-token grant, at a delegation's redemption: the answer carries the rotated one.
+    Refresh {
+        refresh_token: Secret,
+        scope: TargetScope,
+    },
 }
 
 /// What an exchange needs, shared by every attempt.
@@ -32,21 +47,6 @@ pub struct Exchange {
     pub client_id: ClientId,
 }
 
-/// A grant that continues a user's sign-in and returns the refresh token with the token.
-#[derive(Clone)]
-pub enum UserGrantRequest {
-    /// On-Behalf-Of with `offline_access`, at a delegation's creation.
-    OnBehalfOfOffline {
-        assertion: Secret,
-        scope: TargetScope,
-    },
-    /// The refresh-token grant, at a delegation's redemption.
-    Refresh {
-        refresh_token: Secret,
-        scope: TargetScope,
-    },
-}
-
 impl Exchange {
     /// The grant, authenticated with `credential`, which the caller read to build its cache key.
     pub async fn run(
@@ -54,93 +54,113 @@ impl Exchange {
         credential: Arc<ClientCredential>,
         request: &GrantRequest,
     ) -> Result<IssuedToken, UpstreamError> {
-        let endpoint = &self.endpoint;
-        self.authenticated(credential, |auth| async move {
-            match request {
-                GrantRequest::ClientCredentials { scope } => {
-                    endpoint.client_credentials(&auth, scope).await
-                }
-                GrantRequest::OnBehalfOf { assertion, scope } => {
-                    endpoint.on_behalf_of(&auth, assertion, scope).await
-                }
-            }
-        })
-        .await
+        self.run_user_grant(credential, request)
+            .await
+            .map(|grant| grant.token)
     }
 
-    /// A user grant that also returns the refresh token, authenticated as [`Exchange::run`] is.
+    /// As [`Exchange::run`], keeping the refresh token the answer carried, if any.
     pub async fn run_user_grant(
         &self,
         credential: Arc<ClientCredential>,
-        request: &UserGrantRequest,
+        request: &GrantRequest,
     ) -> Result<UserGrant, UpstreamError> {
-        let endpoint = &self.endpoint;
-        self.authenticated(credential, |auth| async move {
-            match request {
-                UserGrantRequest::OnBehalfOfOffline { assertion, scope } => {
-                    endpoint.on_behalf_of_offline(&auth, assertion, scope).await
-                }
-                UserGrantRequest::Refresh {
-                    refresh_token,
-                    scope,
-                } => endpoint.refresh(&auth, refresh_token, scope).await,
-            }
-        })
-        .await
-    }
-
-    /// `call` with the credential's client authentication, retried once with a newer credential when
-    /// Entra refuses this one.
-    async fn authenticated<T, F, Fut>(
-        &self,
-        credential: Arc<ClientCredential>,
-        call: F,
-    ) -> Result<T, UpstreamError>
-    where
-        F: Fn(ClientAuth) -> Fut,
-        Fut: Future<Output = Result<T, UpstreamError>>,
-    {
-        let outcome = self.attempt(&credential, &call).await;
-        let outcome = match outcome {
+        let (outcome, auth) = self.attempt(&credential, request).await;
+        let (outcome, used) = match outcome {
             Err(err) if err.kind == UpstreamErrorKind::CredentialsRejected => {
-                match self.credentials.newer_than(&credential).await {
-                    Some(newer) => {
-                        tracing::warn!(
-                            aadsts = err.aadsts,
-                            credential_kind = credential.kind().as_str(),
-                            credential_version = &*credential.used.version,
-                            newer_version = &*newer.used.version,
-                            "Entra refused the broker's credential; retrying once with the newer version"
-                        );
-                        self.attempt(&newer, &call).await
-                    }
-                    None => Err(err),
-                }
+                self.retry(credential, auth, request, err).await
             }
-            other => other,
+            other => (other, credential),
         };
+        match &outcome {
+            Ok(_) => used.set_standing(Standing::Accepted),
+            Err(err) if err.kind == UpstreamErrorKind::CredentialsRejected => {
+                used.set_standing(Standing::Refused);
+            }
+            Err(_) => {}
+        }
         outcome.inspect_err(report)
     }
 
-    async fn attempt<T, F, Fut>(
+    /// The one retry after Entra refused `refused` (presented as `auth`), and the credential it used.
+    async fn retry(
+        &self,
+        refused: Arc<ClientCredential>,
+        auth: Option<ClientAuth>,
+        request: &GrantRequest,
+        err: UpstreamError,
+    ) -> (Result<UserGrant, UpstreamError>, Arc<ClientCredential>) {
+        let renewed = auth.is_some_and(|auth| refused.forget_refused(&auth));
+        let next = if renewed {
+            tracing::warn!(
+                aadsts = err.aadsts,
+                credential_kind = refused.kind().as_str(),
+                credential_version = &*refused.used.version,
+                "Entra refused the managed identity's token; retrying once with a new one"
+            );
+            Some(Arc::clone(&refused))
+        } else {
+            let other = self.credentials.replacement_for(&refused).await;
+            if let Some(other) = &other {
+                tracing::warn!(
+                    aadsts = err.aadsts,
+                    credential_kind = refused.kind().as_str(),
+                    credential_version = &*refused.used.version,
+                    other_version = &*other.used.version,
+                    "Entra refused the broker's credential; retrying once with another version"
+                );
+            }
+            other
+        };
+        match next {
+            Some(next) => (self.attempt(&next, request).await.0, next),
+            None => (Err(err), refused),
+        }
+    }
+
+    /// One request, and the proof it presented (None when there was none to present).
+    async fn attempt(
         &self,
         credential: &ClientCredential,
-        call: &F,
-    ) -> Result<T, UpstreamError>
-    where
-        F: Fn(ClientAuth) -> Fut,
-        Fut: Future<Output = Result<T, UpstreamError>>,
-    {
-        let auth = credential
+        request: &GrantRequest,
+    ) -> (Result<UserGrant, UpstreamError>, Option<ClientAuth>) {
+        let auth = match credential
             .client_auth(self.client_id.as_str(), self.endpoint.url())
-            .await?;
-        call(auth).await.map_err(|err| {
+            .await
+        {
+            Ok(auth) => auth,
+            Err(err) => return (Err(err), None),
+        };
+        let without_refresh_token = |token| UserGrant {
+            token,
+            refresh_token: None,
+        };
+        let endpoint = &self.endpoint;
+        let outcome = match request {
+            GrantRequest::ClientCredentials { scope } => endpoint
+                .client_credentials(&auth, scope)
+                .await
+                .map(without_refresh_token),
+            GrantRequest::OnBehalfOf { assertion, scope } => endpoint
+                .on_behalf_of(&auth, assertion, scope)
+                .await
+                .map(without_refresh_token),
+            GrantRequest::OnBehalfOfOffline { assertion, scope } => {
+                endpoint.on_behalf_of_offline(&auth, assertion, scope).await
+            }
+            GrantRequest::Refresh {
+                refresh_token,
+                scope,
+            } => endpoint.refresh(&auth, refresh_token, scope).await,
+        };
+        let outcome = outcome.map_err(|err| {
             if err.is_about_the_credential() {
                 err.with_credential(credential.used.clone())
             } else {
                 err
             }
-        })
+        });
+        (outcome, Some(auth))
     }
 }
 

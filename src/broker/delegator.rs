@@ -2,7 +2,7 @@
 //! user or for the service lane, issue a fresh bearer, read it, revoke it. The narrowing rules are
 //! checked here against the policy in force; the record's storage is `crate::delegation`'s.
 
-use crate::broker::authenticated::UserGrantRequest;
+use crate::broker::authenticated::GrantRequest;
 use crate::broker::caller::{Caller, CallerKind};
 use crate::broker::error::{BrokerError, UpstreamError, UpstreamErrorKind};
 use crate::broker::policy::{Ask, Delegate, Grant, Policy};
@@ -209,7 +209,7 @@ impl Broker {
         subject_allows(policy, &subject, scopes)?;
         let first = scopes.first().ok_or(BrokerError::AudienceNotAllowed)?;
         let credential = self.credential.current()?;
-        let request = UserGrantRequest::OnBehalfOfOffline {
+        let request = GrantRequest::OnBehalfOfOffline {
             assertion: subject_token.clone(),
             scope: first.clone(),
         };

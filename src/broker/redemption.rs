@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::authenticated::{Exchange, UserGrantRequest};
+use crate::broker::authenticated::{Exchange, GrantRequest};
 use crate::broker::caller::{Caller, CallerKind, DisplayName};
 use crate::broker::delegator::{authorize_delegator, resolve_all, subject_allows};
 use crate::broker::digest::Digest;
@@ -222,7 +222,7 @@ impl Refresh {
                 .ok()
                 .flatten()
                 .ok_or_else(unavailable)?;
-            let request = UserGrantRequest::Refresh {
+            let request = GrantRequest::Refresh {
                 refresh_token,
                 scope: self.scope.clone(),
             };
