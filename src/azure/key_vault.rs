@@ -6,6 +6,7 @@
 //! When Key Vault refuses the identity's token, the token is dropped and the read retried once with a
 //! fresh one (see `is_token_refused`).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -15,7 +16,6 @@ use azure_core::http::headers::WWW_AUTHENTICATE;
 use azure_core::http::{ClientOptions, Response, RetryOptions, StatusCode, Transport};
 use azure_identity::UserAssignedId;
 use azure_security_keyvault_secrets::models::Secret as KeyVaultSecret;
-use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use url::Url;
 
@@ -88,82 +88,33 @@ impl VaultReader {
 
     /// The secret's current value and content type.
     pub async fn read_typed(&self, name: &str) -> Result<VaultSecret, LoadFailure> {
-        let result = match self.read_once(name).await {
+        let read = self
+            .call(name, |client| async move {
+                secret_value(client.get_secret(name, None).await)
+            })
+            .await;
+        value_of(name, read)
+    }
+
+    /// Runs one Key Vault call; when Key Vault refuses the identity's token, drops the token and runs
+    /// the call once more with a fresh one.
+    pub(crate) async fn call<T, F, Fut>(&self, name: &str, call: F) -> azure_core::Result<T>
+    where
+        F: Fn(Arc<SecretClient>) -> Fut,
+        Fut: Future<Output = azure_core::Result<T>>,
+    {
+        match call(self.client.load_full()).await {
             Err(err) if is_token_refused(&err) => {
                 tracing::info!(
                     secret = name,
                     status = err.http_status().map(u16::from),
                     "Key Vault refused the managed identity's token; retrying once with a fresh token"
                 );
-                match self.renew() {
-                    Ok(()) => self.read_once(name).await,
-                    Err(renew_err) => Err(renew_err),
-                }
-            }
-            other => other,
-        };
-        value_of(name, result)
-    }
-
-    /// Every enabled version of a secret with its value, oldest first (by creation time), for keys
-    /// that rotate while values sealed under older versions must still open. Needs the secrets/list
-    /// permission besides secrets/get.
-    pub async fn read_versions(&self, name: &str) -> Result<Vec<(String, Secret)>, LoadFailure> {
-        match self.read_versions_once(name).await {
-            Err(err) if is_token_refused(&err) => {
-                self.renew().map_err(|err| classify(name, &err))?;
-                self.read_versions_once(name).await
+                self.renew()?;
+                call(self.client.load_full()).await
             }
             other => other,
         }
-        .map_err(|err| classify(name, &err))?
-        .into_iter()
-        .map(|(version, value)| {
-            let value = value_of(name, Ok((value, None)))?.value;
-            Ok((version, value))
-        })
-        .collect()
-    }
-
-    async fn read_versions_once(
-        &self,
-        name: &str,
-    ) -> azure_core::Result<Vec<(String, Option<String>)>> {
-        use futures_util::TryStreamExt as _;
-        let client = self.client.load_full();
-        let mut pager = client.list_secret_properties_versions(name, None)?;
-        let mut versions = Vec::new();
-        while let Some(properties) = pager.try_next().await? {
-            let enabled = properties
-                .attributes
-                .as_ref()
-                .is_none_or(|attributes| attributes.enabled != Some(false));
-            let version = properties
-                .id
-                .as_deref()
-                .and_then(|id| id.trim_end_matches('/').rsplit('/').next())
-                .map(str::to_owned);
-            if let (true, Some(version)) = (enabled, version) {
-                let created = properties.attributes.and_then(|a| a.created);
-                versions.push((created, version));
-            }
-        }
-        versions.sort_by_key(|(created, _)| *created);
-        let mut values = Vec::with_capacity(versions.len());
-        for (_, version) in versions {
-            let options = SecretClientGetSecretOptions {
-                secret_version: Some(version.clone()),
-                ..Default::default()
-            };
-            let (value, _) = secret_value(client.get_secret(name, Some(options)).await)?;
-            values.push((version, value));
-        }
-        Ok(values)
-    }
-
-    async fn read_once(&self, name: &str) -> azure_core::Result<ValueAndType> {
-        let client = self.client.load_full();
-        secret_value(client.get_secret(name, None).await)
     }
 
     /// Drops the identity's cached token and the client's, so the next read asks the identity endpoint.
@@ -243,7 +194,7 @@ pub(crate) fn value_of(
         })
 }
 
-fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
+pub(crate) fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
     let status = err.http_status();
     let failure = match status {
         Some(
