@@ -13,6 +13,7 @@ mod audit;
 mod broker_credentials;
 mod caller_validation;
 mod connections;
+mod credential_healing;
 mod delegation_store;
 mod deploy_template;
 mod docs;
