@@ -16,7 +16,6 @@ use azure_core::http::headers::WWW_AUTHENTICATE;
 use azure_core::http::{ClientOptions, Response, RetryOptions, StatusCode, Transport};
 use azure_identity::UserAssignedId;
 use azure_security_keyvault_secrets::models::Secret as KeyVaultSecret;
-use azure_security_keyvault_secrets::models::SecretClientGetSecretOptions;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use url::Url;
 

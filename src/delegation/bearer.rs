@@ -219,6 +219,16 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_seeds_start_from_genuine_bearers() {
+        let seeds =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/delegation_bearer");
+        for seed in ["seed-00", "seed-01", "seed-02"] {
+            let text = std::fs::read_to_string(seeds.join(seed)).unwrap();
+            assert!(parse(&text).is_ok(), "{seed} is not a genuine bearer");
+        }
+    }
+
+    #[test]
     fn another_bearer_of_the_same_delegation_does_not_match_the_hash() {
         let id = DelegationId::generate().unwrap();
         let (first, second) = (

@@ -21,14 +21,23 @@ pub struct KeyringSource {
 }
 
 impl KeyringSource {
-    /// Reads every version once; true if the keyring was replaced.
+    /// Reads every enabled version once, oldest first; true if the keyring was replaced.
     pub async fn load(&self) -> bool {
-        let Ok(versions) = self.reader.read_versions(&self.name).await else {
+        let Ok(mut listed) = self.reader.versions(&self.name).await else {
             return false;
         };
-        if versions.is_empty() {
+        listed.retain(|version| version.enabled);
+        listed.sort_by_key(|version| version.created);
+        if listed.is_empty() {
             tracing::warn!(secret = %self.name, "delegation sealing key has no enabled version");
             return false;
+        }
+        let mut versions = Vec::with_capacity(listed.len());
+        for version in listed {
+            let Ok(value) = self.reader.read_version(&self.name, &version.id).await else {
+                return false;
+            };
+            versions.push((version.id, value));
         }
         let texts = versions
             .iter()

@@ -392,6 +392,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_fuzz_seeds_start_from_accepted_records() {
+        let seeds =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/delegation_record");
+        for seed in ["seed-00", "seed-01", "seed-02"] {
+            let bytes = std::fs::read(seeds.join(seed)).unwrap();
+            assert!(
+                DelegationRecord::from_json(&bytes).is_ok(),
+                "{seed} is refused"
+            );
+        }
+        let unknown_member = std::fs::read(seeds.join("seed-03")).unwrap();
+        assert_eq!(
+            DelegationRecord::from_json(&unknown_member),
+            Err(CorruptRecord)
+        );
+    }
+
+    #[test]
     fn duplicate_members_and_non_objects_are_refused() {
         let (record, _) = user_record();
         let text = String::from_utf8(record.to_json()).unwrap();
