@@ -96,23 +96,6 @@ impl VaultReader {
         value_of(name, read)
     }
 
-    /// Every enabled version of a secret with its value, oldest first (by creation time), for keys
-    /// that rotate while values sealed under older versions must still open. Needs the secrets/list
-    /// permission besides secrets/get.
-    pub async fn read_versions(&self, name: &str) -> Result<Vec<(String, Secret)>, LoadFailure> {
-        self.call(name, |client| async move {
-            read_versions_with(&client, name).await
-        })
-        .await
-        .map_err(|err| classify(name, &err))?
-        .into_iter()
-        .map(|(version, value)| {
-            let value = value_of(name, Ok((value, None)))?.value;
-            Ok((version, value))
-        })
-        .collect()
-    }
-
     /// Runs one Key Vault call; when Key Vault refuses the identity's token, drops the token and runs
     /// the call once more with a fresh one.
     pub(crate) async fn call<T, F, Fut>(&self, name: &str, call: F) -> azure_core::Result<T>
@@ -145,42 +128,6 @@ impl VaultReader {
         self.client.store(Arc::new(client));
         Ok(())
     }
-}
-
-/// The enabled versions of `name` and their values, oldest first.
-async fn read_versions_with(
-    client: &SecretClient,
-    name: &str,
-) -> azure_core::Result<Vec<(String, Option<String>)>> {
-    use futures_util::TryStreamExt as _;
-    let mut pager = client.list_secret_properties_versions(name, None)?;
-    let mut versions = Vec::new();
-    while let Some(properties) = pager.try_next().await? {
-        let enabled = properties
-            .attributes
-            .as_ref()
-            .is_none_or(|attributes| attributes.enabled != Some(false));
-        let version = properties
-            .id
-            .as_deref()
-            .and_then(|id| id.trim_end_matches('/').rsplit('/').next())
-            .map(str::to_owned);
-        if let (true, Some(version)) = (enabled, version) {
-            let created = properties.attributes.and_then(|a| a.created);
-            versions.push((created, version));
-        }
-    }
-    versions.sort_by_key(|(created, _)| *created);
-    let mut values = Vec::with_capacity(versions.len());
-    for (_, version) in versions {
-        let options = SecretClientGetSecretOptions {
-            secret_version: Some(version.clone()),
-            ..Default::default()
-        };
-        let (value, _) = secret_value(client.get_secret(name, Some(options)).await)?;
-        values.push((version, value));
-    }
-    Ok(values)
 }
 
 /// Whether Key Vault refused the bearer token itself, rather than the identity's access: a 401, or a 403
