@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod access_helper;
 mod adversarial_claims;
 mod adversarial_encodings;
 mod adversarial_injection;

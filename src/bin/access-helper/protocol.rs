@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
@@ -179,6 +179,14 @@ async fn read_request(request: Request<Incoming>) -> Result<CredentialRequest, R
             "The body must be application/json.",
         ));
     }
+    const TOO_LARGE: Refusal = Refusal::invalid_request(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "The body is larger than 8 KiB.",
+    );
+    // An announced length over the cap is refused before any of the body is waited for.
+    if request.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(TOO_LARGE);
+    }
     let body = Limited::new(request.into_body(), MAX_BODY_BYTES);
     let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
         Err(_) => {
@@ -187,12 +195,7 @@ async fn read_request(request: Request<Incoming>) -> Result<CredentialRequest, R
                 "The body did not arrive in time.",
             ));
         }
-        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
-            return Err(Refusal::invalid_request(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The body is larger than 8 KiB.",
-            ));
-        }
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => return Err(TOO_LARGE),
         Ok(Err(_)) => {
             return Err(Refusal::invalid_request(
                 StatusCode::BAD_REQUEST,
