@@ -210,7 +210,7 @@ fn static_helper_is_an_x86_64_executable_that_needs_no_shared_library() {
     let segments = header
         .program_headers(endian, &*elf)
         .expect("program headers");
-    let kinds: Vec<u32> = segments.iter().map(|s| s.p_type(endian)).collect();
+    let kinds: Vec<_> = segments.iter().map(|s| s.p_type(endian)).collect();
     assert!(
         !kinds.contains(&object::elf::PT_INTERP),
         "the helper names a dynamic loader: it is not statically linked"
@@ -222,7 +222,7 @@ fn static_helper_is_an_x86_64_executable_that_needs_no_shared_library() {
         if let Some((entries, _)) = section.dynamic(endian, &*elf).expect("a dynamic section") {
             needed += entries
                 .iter()
-                .filter(|entry| entry.d_tag(endian) == u64::from(object::elf::DT_NEEDED))
+                .filter(|entry| entry.d_tag(endian) == object::elf::DT_NEEDED)
                 .count();
         }
     }
