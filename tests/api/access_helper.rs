@@ -79,7 +79,7 @@ async fn requests_that_are_not_the_protocol_are_refused_with_code_and_header() {
         "x".repeat(9 * 1024)
     );
 
-    let cases: [(&str, &str, &str, Option<&str>, String, u16, &str); 9] = [
+    let cases = [
         (
             "studio route",
             "GET",
