@@ -24,6 +24,7 @@ mod openapi;
 mod package;
 mod policy;
 mod policy_cli;
+mod policy_sources;
 mod python_client;
 mod rate_limits;
 mod request_hygiene;
