@@ -45,7 +45,8 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-    match server::run(settings, shutdown_signal()).await {
+    let shutdown = shutdown_signal();
+    match server::run(settings, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "start-up failed");
@@ -66,15 +67,24 @@ fn init_logging() {
         .init();
 }
 
-/// SIGTERM (the container runtime stopping it) or SIGINT.
-async fn shutdown_signal() {
+/// SIGTERM (the container runtime stopping it) or SIGINT. Both handlers are installed before this returns,
+/// so a signal that arrives once the socket is listening always stops the helper cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+            }
+            (Ok(mut only), Err(_)) | (Err(_), Ok(mut only)) => {
+                only.recv().await;
+            }
+            (Err(_), Err(_)) => std::future::pending().await,
+        }
     }
 }
