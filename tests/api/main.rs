@@ -15,6 +15,7 @@ mod broker_credentials;
 mod caller_validation;
 mod connections;
 mod credential_healing;
+mod delegation_store;
 mod deploy_template;
 mod docs;
 mod function_config;

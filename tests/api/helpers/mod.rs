@@ -3,6 +3,7 @@
 
 pub mod access_helper;
 pub mod assertions;
+pub mod azurite;
 pub mod broker;
 pub mod emulator;
 pub mod function_app;
