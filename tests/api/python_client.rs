@@ -2,8 +2,9 @@
 //! 0.2.0 through the access helper's socket with no bearer in its environment or files, 0.2.0 falling back
 //! to the bearer file without a socket, and 0.1.0 against the broker with the bearer file.
 //!
-//! `.ci/run` installs both versions with `.ci/python-clients` into target/python-clients/<version>/; a
-//! missing one fails these tests, saying how to install it.
+//! `.ci/python-clients` installs both versions into target/python-clients/<version>/: `.ci/run` calls it
+//! before the tests, and the first test that finds a version missing runs it; one that still cannot be had
+//! fails these tests, saying why.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,7 @@ use crate::helpers::assertions::decode_claims;
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{SQL_RESOURCE, USER_OID};
+use crate::helpers::test_tools;
 
 const SQL: &str = "https://database.windows.net/.default";
 const STORAGE: &str = "https://storage.azure.com/.default";
@@ -42,17 +44,11 @@ fn client_dir(version: &str) -> PathBuf {
         .expect("the target directory")
         .join("python-clients")
         .join(version);
-    let under_ci = std::env::var("CI").is_ok_and(|v| v == "true");
     assert!(
-        dir.join(".installed").is_file(),
-        "the Python client {version} is not installed in {}: run `bash .ci/python-clients` \
-         (pip install --target, from PyPI){}",
+        test_tools::ensure("python-clients", || dir.join(".installed").is_file()),
+        "the Python client {version} is not installed in {} and `bash .ci/python-clients` could not \
+         install it (it needs python3 3.11 or newer with pip, and PyPI)",
         dir.display(),
-        if under_ci {
-            "; CI must install it before the tests"
-        } else {
-            ""
-        }
     );
     dir
 }

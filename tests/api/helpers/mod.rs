@@ -14,4 +14,5 @@ pub mod openapi;
 pub mod policy;
 pub mod schemas;
 pub mod stubs;
+pub mod test_tools;
 pub mod tokens;
