@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod access_helper;
 mod adversarial_claims;
 mod adversarial_encodings;
 mod adversarial_injection;
@@ -29,6 +30,7 @@ mod package;
 mod policy;
 mod policy_cli;
 mod policy_sources;
+mod python_client;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;

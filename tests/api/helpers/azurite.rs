@@ -1,5 +1,5 @@
-//! `TestAzurite`: Azurite's Blob service (npm `azurite`, installed by `.ci/run` under
-//! `target/azurite`) started by the test itself over HTTPS with a certificate the test generates,
+//! `TestAzurite`: Azurite's Blob service (npm `azurite`, installed by `.ci/azurite` under
+//! `target/azurite`, which `.ci/run` calls and the first test that needs it runs if need be) started by the test itself over HTTPS with a certificate the test generates,
 //! `--oauth basic`, a loopback port and a temporary location. The broker reaches it with a token from
 //! the emulator's managed-identity endpoint, as it reaches Azure Storage with the Function App's.
 //!
@@ -23,8 +23,9 @@ use url::Url;
 
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::new_guid;
+use crate::helpers::test_tools;
 
-/// The version `.ci/run` installs (the last whose engines accept Node 20).
+/// The version `.ci/azurite` installs (the last whose engines accept Node 20).
 pub const AZURITE_VERSION: &str = "3.35.0";
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Azurite's well-known development account; the first path segment of its URLs.
@@ -55,11 +56,13 @@ fn blob_main() -> Option<PathBuf> {
 impl TestAzurite {
     /// Starts Azurite, or explains how to install it (a failure under `CI=true`, `None` elsewhere).
     pub async fn start() -> Option<Self> {
-        let Some(main) = blob_main() else {
+        let Some(main) = test_tools::ensure("azurite", || blob_main().is_some())
+            .then(blob_main)
+            .flatten()
+        else {
             let how = format!(
-                "Azurite is not installed; install it with \
-                 `npm install --prefix target/azurite azurite@{AZURITE_VERSION}` (Node 20), as .ci/run does, \
-                 or point AZURITE_BLOB_MAIN at its dist/src/blob/main.js"
+                "Azurite is not installed and `bash .ci/azurite` could not install it; it needs Node 20 \
+                 and npm (azurite@{AZURITE_VERSION}), or point AZURITE_BLOB_MAIN at its dist/src/blob/main.js"
             );
             if std::env::var("CI").is_ok_and(|ci| ci == "true") {
                 panic!("{how}");

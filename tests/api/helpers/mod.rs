@@ -1,6 +1,7 @@
 //! Shared test helpers: the emulator, the emulated Functions host in front of the broker, ids,
 //! assertions, hostile tokens and loopback stubs.
 
+pub mod access_helper;
 pub mod assertions;
 pub mod azurite;
 pub mod broker;
@@ -13,4 +14,5 @@ pub mod openapi;
 pub mod policy;
 pub mod schemas;
 pub mod stubs;
+pub mod test_tools;
 pub mod tokens;
