@@ -1,6 +1,7 @@
 //! Shared test helpers: the emulator, the emulated Functions host in front of the broker, ids,
 //! assertions, hostile tokens and loopback stubs.
 
+pub mod arm;
 pub mod assertions;
 pub mod broker;
 pub mod emulator;

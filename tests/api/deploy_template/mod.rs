@@ -1,13 +1,20 @@
 //! `deploy/azuredeploy.json`, checked offline: every resource against its type's ARM schema, the example
-//! parameters file against the parameters schema, and the template against the broker it deploys: every
-//! parameter used, no secret with a default, every app setting one the broker or the platform reads, and
-//! every setting the broker requires present. A schema check proves shape and names, not a deployment.
+//! parameters file against the parameters schema, and, with the template evaluated for a set of
+//! parameters (`helpers/arm.rs`), what a deployment would write: settings, secrets, identities and roles
+//! (`settings.rs`, `identities.rs`), the network (`network.rs`), diagnostics and alerts
+//! (`monitoring.rs`). A schema check proves shape and names, not a deployment.
+
+mod identities;
+mod monitoring;
+mod network;
+mod settings;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::{Value, json};
 
+use crate::helpers::arm::Deployment;
 use crate::helpers::function_app::{APP_ROOT, read_json};
 use crate::helpers::schemas::{
     ARM_SCHEMA_BASE, arm_resource_schema_url, arm_validator, arm_validator_for, schema_errors,
@@ -54,33 +61,6 @@ fn resources(template: &Value) -> &[Value] {
         .as_array()
         .map(Vec::as_slice)
         .expect("the template has a resources array")
-}
-
-fn resources_of_type<'a>(template: &'a Value, resource_type: &str) -> Vec<&'a Value> {
-    resources(template)
-        .iter()
-        .filter(|r| r["type"] == resource_type)
-        .collect()
-}
-
-fn function_app(template: &Value) -> &Value {
-    let sites = resources_of_type(template, "Microsoft.Web/sites");
-    assert_eq!(sites.len(), 1, "exactly one Function App");
-    sites[0]
-}
-
-/// `(name, value)` of every app setting on the Function App.
-fn app_settings(template: &Value) -> Vec<(String, String)> {
-    function_app(template)["properties"]["siteConfig"]["appSettings"]
-        .as_array()
-        .expect("siteConfig.appSettings is a literal array")
-        .iter()
-        .map(|setting| {
-            let name = setting["name"].as_str().expect("setting name").to_owned();
-            let value = setting["value"].as_str().expect("setting value").to_owned();
-            (name, value)
-        })
-        .collect()
 }
 
 /// The environment variable names the broker reads: every quoted upper-case name in the library's
@@ -160,12 +140,39 @@ fn quoted_names(source: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every resource of the template, as each configuration deploys it (its expressions worked out), with
+/// every optional resource and every initial secret on in at least one of them.
+fn deployed_resources(template: &Value) -> Vec<(String, Value)> {
+    let mut all_on = configurations();
+    all_on.push((
+        "document with initial values",
+        parameters(json!({
+            "initialPolicyDocument": "{}", "delegationsEnabled": true, "initialDelegationKey": "a2V5"
+        })),
+    ));
+    all_on.push((
+        "legacy with an initial allowlist",
+        parameters(json!({"policyMode": "legacy", "initialAllowedMsiOids": "[]"})),
+    ));
+    all_on
+        .into_iter()
+        .flat_map(|(case, values)| {
+            Deployment::new(template, &values, json!({}))
+                .resources()
+                .into_iter()
+                .map(move |resource| (case.to_owned(), resource))
+        })
+        .collect()
+}
+
 #[test]
 fn every_template_resource_validates_against_its_types_arm_schema() {
     let template = template();
     let base = format!("{ARM_SCHEMA_BASE}{DEPLOYMENT_TEMPLATE}#/definitions/resourceBase");
+    let deployed = deployed_resources(&template);
 
-    for resource in resources(&template) {
+    let mut validated = BTreeSet::new();
+    for (case, resource) in &deployed {
         let resource_type = resource["type"].as_str().expect("resource type");
         let api_version = resource["apiVersion"]
             .as_str()
@@ -175,14 +182,38 @@ fn every_template_resource_validates_against_its_types_arm_schema() {
         // the type's own definition.
         let validator = arm_validator_for(&json!({"allOf": [{"$ref": base}, {"$ref": url}]}));
 
-        let errors = schema_errors(&validator, resource);
+        // A child type's schema spells its name either whole (`app/appsettings`) or as the child's
+        // own name (`broker-policy` for `vault/broker-policy`): either form passes.
+        let mut errors = schema_errors(&validator, resource);
+        if let Some((_, own)) = resource["name"].as_str().and_then(|n| n.rsplit_once('/')) {
+            let mut as_child = resource.clone();
+            as_child["name"] = json!(own);
+            let child_errors = schema_errors(&validator, &as_child);
+            if child_errors.len() < errors.len() {
+                errors = child_errors;
+            }
+        }
         assert_eq!(
             errors,
             Vec::<String>::new(),
-            "{resource_type} {}",
+            "{case}: {resource_type} {}",
             resource["name"]
         );
+        validated.insert(resource["name"].to_string());
     }
+    // Every resource of the template was deployed, and so validated, by some configuration.
+    let copies: usize = resources(&template)
+        .iter()
+        .filter(|r| r.get("copy").is_some())
+        .count();
+    let alerts = template["variables"]["alerts"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(
+        validated.len(),
+        resources(&template).len() - copies + copies * alerts,
+        "resources no configuration deploys"
+    );
 }
 
 #[test]
@@ -265,7 +296,7 @@ fn every_template_parameter_is_used() {
 }
 
 #[test]
-fn no_secure_parameter_has_a_default_value() {
+fn no_secure_parameter_has_a_default_other_than_empty() {
     let template = template();
     let parameters = template["parameters"].as_object().expect("parameters");
     let secure: Vec<&String> = parameters
@@ -277,16 +308,136 @@ fn no_secure_parameter_has_a_default_value() {
         .map(|(name, _)| name)
         .collect();
 
-    assert!(
-        secure.iter().any(|name| *name == "allowedMsiOids"),
-        "the allowlist is a secure parameter, so it stays out of the deployment history"
-    );
-    for name in secure {
+    for name in [
+        "initialPolicyDocument",
+        "initialAllowedMsiOids",
+        "initialDelegationKey",
+    ] {
         assert!(
-            parameters[name].get("defaultValue").is_none(),
+            secure.iter().any(|s| *s == name),
+            "`{name}` is a secure parameter, so it stays out of the deployment history"
+        );
+    }
+    for name in secure {
+        let default = &parameters[name]["defaultValue"];
+        assert!(
+            default.is_null() || *default == "",
             "secure parameter `{name}` has a default value"
         );
     }
+}
+
+#[test]
+fn example_parameters_keep_the_app_public_and_its_name_unique_to_the_group() {
+    let template = template();
+    let example = example_parameters();
+    let given = &example["parameters"];
+
+    // README steps 5 and 6 publish and check from the operator's machine: the app must be reachable.
+    assert!(
+        given["publicNetworkAccess"].is_null()
+            || given["publicNetworkAccess"]["value"] == "Enabled"
+    );
+    assert!(given["vnetEnabled"].is_null() || given["vnetEnabled"]["value"] == false);
+    // appName is a global DNS name: the example leaves it to the default, unique per resource group.
+    assert!(given["appName"].is_null(), "the example fixes appName");
+    assert!(
+        template["parameters"]["appName"]["defaultValue"]
+            .as_str()
+            .is_some_and(|d| d.contains("uniqueString(resourceGroup().id)"))
+    );
+    assert_eq!(
+        template["parameters"]["publicNetworkAccess"]["defaultValue"],
+        "Enabled"
+    );
+}
+
+/// The example parameters as a name → value object, for `Deployment::new`.
+fn example_values() -> Value {
+    let example = example_parameters();
+    let values = example["parameters"]
+        .as_object()
+        .expect("example parameters")
+        .iter()
+        .map(|(name, p)| (name.clone(), p["value"].clone()))
+        .collect();
+    Value::Object(values)
+}
+
+/// `overrides` on top of the example parameters.
+fn parameters(overrides: Value) -> Value {
+    let mut values = example_values();
+    if let (Some(values), Some(overrides)) = (values.as_object_mut(), overrides.as_object()) {
+        values.extend(overrides.clone());
+    }
+    values
+}
+
+/// The configurations the tests deploy: the example, each mode, each option on.
+fn configurations() -> Vec<(&'static str, Value)> {
+    vec![
+        ("example", parameters(json!({}))),
+        ("legacy", parameters(json!({"policyMode": "legacy"}))),
+        ("vnet", parameters(json!({"vnetEnabled": true}))),
+        (
+            "delegations",
+            parameters(json!({"delegationsEnabled": true})),
+        ),
+        (
+            "everything",
+            parameters(json!({
+                "vnetEnabled": true, "delegationsEnabled": true, "lockFederatedIdentity": true,
+                "operatorPrincipalId": "5d6e7f80-9a0b-4c1d-8e2f-3a4b5c6d7e8f", "alertEmail": "ops@contoso.com",
+                "alwaysReadyInstances": 1
+            })),
+        ),
+    ]
+}
+
+#[test]
+fn function_app_runs_the_custom_handler_on_flex_consumption_with_identity_based_storage() {
+    let template = template();
+    let deployment = Deployment::new(&template, &example_values(), json!({}));
+    let sites = deployment.of_type("Microsoft.Web/sites");
+    assert_eq!(sites.len(), 1, "exactly one Function App");
+    let config = &sites[0]["properties"]["functionAppConfig"];
+
+    assert_eq!(config["runtime"]["name"], "custom");
+    assert_eq!(config["deployment"]["storage"]["type"], "blobContainer");
+    assert_eq!(
+        config["deployment"]["storage"]["value"],
+        format!(
+            "https://{}.blob.core.windows.net/app-package",
+            deployment
+                .parameter("storageAccountName")
+                .as_str()
+                .unwrap_or_default()
+        )
+    );
+    let plans = deployment.of_type("Microsoft.Web/serverfarms");
+    assert_eq!(
+        plans[0]["sku"],
+        json!({"name": "FC1", "tier": "FlexConsumption"})
+    );
+    let settings = deployment.app_settings();
+    assert_eq!(
+        settings["AzureWebJobsStorage__credential"],
+        "managedidentity"
+    );
+    assert_eq!(
+        settings["AzureWebJobsStorage__accountName"],
+        deployment.parameter("storageAccountName")
+    );
+    assert!(settings.contains_key("APPLICATIONINSIGHTS_CONNECTION_STRING"));
+    assert_eq!(sites[0]["properties"]["publicNetworkAccess"], "Enabled");
+    assert!(
+        sites[0]["properties"]["siteConfig"]
+            .get("appSettings")
+            .is_none(),
+        "siteConfig.appSettings would replace every setting on each deployment"
+    );
+    let storage = deployment.of_type("Microsoft.Storage/storageAccounts");
+    assert_eq!(storage[0]["properties"]["allowSharedKeyAccess"], false);
 }
 
 #[test]
@@ -298,169 +449,59 @@ fn every_app_setting_the_template_sets_is_read_by_the_broker_or_the_platform() {
         "the source scan found {read:?}"
     );
 
-    let mut unknown = Vec::new();
-    for (name, _) in app_settings(&template) {
-        let platform = PLATFORM_SETTINGS.contains(&name.as_str())
-            || PLATFORM_SETTING_PREFIXES
-                .iter()
-                .any(|p| name.starts_with(p));
-        if !read.contains(&name) && !platform {
-            unknown.push(name);
-        }
+    for (case, values) in configurations() {
+        let deployment = Deployment::new(&template, &values, json!({}));
+        let unknown: Vec<String> = deployment
+            .app_settings()
+            .keys()
+            .filter(|name| {
+                let platform = PLATFORM_SETTINGS.contains(&name.as_str())
+                    || PLATFORM_SETTING_PREFIXES
+                        .iter()
+                        .any(|p| name.starts_with(p));
+                !read.contains(name.as_str()) && !platform
+            })
+            .cloned()
+            .collect();
+        assert_eq!(
+            unknown,
+            Vec::<String>::new(),
+            "{case}: settings nobody reads"
+        );
     }
-    assert_eq!(unknown, Vec::<String>::new(), "settings nobody reads");
 }
 
 #[test]
 fn template_sets_every_setting_the_broker_requires_and_is_secretless() {
     let template = template();
-    let settings = app_settings(&template);
-    let names: BTreeSet<&str> = settings.iter().map(|(name, _)| name.as_str()).collect();
     let required = settings_the_broker_requires();
     assert!(
         required.contains("BROKER_TENANT_ID") && required.contains("BROKER_CLIENT_ID"),
         "the source scan found {required:?}"
     );
 
-    for name in &required {
-        assert!(
-            names.contains(name.as_str()),
-            "required `{name}` is not set"
-        );
+    for (case, values) in configurations() {
+        let settings = Deployment::new(&template, &values, json!({})).app_settings();
+        for name in &required {
+            assert!(
+                settings.contains_key(name),
+                "{case}: required `{name}` is not set"
+            );
+        }
+        // The broker's credential is its own identity: no client secret exists anywhere.
+        assert_eq!(settings["BROKER_CREDENTIAL"], "managed-identity", "{case}");
+        for name in FORBIDDEN_SETTINGS {
+            assert!(
+                !settings.contains_key(*name),
+                "{case}: the template sets `{name}`"
+            );
+        }
+        for (name, value) in &settings {
+            let value = value.as_str().unwrap_or_default();
+            assert!(
+                !value.contains("AccountKey") && !value.contains("listKeys"),
+                "{case}: `{name}` carries a storage key"
+            );
+        }
     }
-    // The broker's credential is the app's own identity (BROKER_CREDENTIAL=managed-identity), so no
-    // client secret exists anywhere in the deployment.
-    let value = |name: &str| {
-        settings
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    assert_eq!(value("BROKER_CREDENTIAL"), Some("managed-identity"));
-    assert!(
-        value("BROKER_MANAGED_IDENTITY_CLIENT_ID").is_some_and(|v| v.contains("clientId")),
-        "BROKER_MANAGED_IDENTITY_CLIENT_ID is the user-assigned identity's client id"
-    );
-    for name in FORBIDDEN_SETTINGS {
-        assert!(!names.contains(name), "the template sets `{name}`");
-    }
-    for (name, value) in &settings {
-        assert!(
-            !value.contains("AccountKey") && !value.contains("listKeys"),
-            "`{name}` carries a storage key"
-        );
-    }
-}
-
-#[test]
-fn function_app_runs_the_custom_handler_on_flex_consumption_with_identity_based_storage() {
-    let template = template();
-    let app = function_app(&template);
-    let config = &app["properties"]["functionAppConfig"];
-    let identity_id = "[variables('identityId')]";
-
-    assert_eq!(config["runtime"]["name"], "custom");
-    assert_eq!(config["deployment"]["storage"]["type"], "blobContainer");
-    assert_eq!(
-        config["deployment"]["storage"]["authentication"],
-        json!({"type": "UserAssignedIdentity", "userAssignedIdentityResourceId": identity_id})
-    );
-    assert_eq!(app["identity"]["type"], "UserAssigned");
-    assert_eq!(
-        app["identity"]["userAssignedIdentities"]
-            .as_object()
-            .map(|ids| ids.keys().cloned().collect::<Vec<_>>()),
-        Some(vec![identity_id.to_owned()])
-    );
-    let plans = resources_of_type(&template, "Microsoft.Web/serverfarms");
-    assert_eq!(plans.len(), 1);
-    assert_eq!(
-        plans[0]["sku"],
-        json!({"name": "FC1", "tier": "FlexConsumption"})
-    );
-    let settings = app_settings(&template);
-    let value = |name: &str| {
-        settings
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    assert_eq!(
-        value("AzureWebJobsStorage__credential"),
-        Some("managedidentity")
-    );
-    assert!(value("AzureWebJobsStorage__accountName").is_some());
-    assert!(value("APPLICATIONINSIGHTS_CONNECTION_STRING").is_some());
-    assert_eq!(
-        app["properties"]["publicNetworkAccess"],
-        "[parameters('publicNetworkAccess')]"
-    );
-    let storage = resources_of_type(&template, "Microsoft.Storage/storageAccounts");
-    assert_eq!(storage[0]["properties"]["allowSharedKeyAccess"], false);
-}
-
-#[test]
-fn key_vault_uses_rbac_with_purge_protection_and_the_identity_gets_only_the_roles_it_needs() {
-    let template = template();
-    let vaults = resources_of_type(&template, "Microsoft.KeyVault/vaults");
-    assert_eq!(vaults.len(), 1);
-    let vault = &vaults[0]["properties"];
-    assert_eq!(vault["enableRbacAuthorization"], true);
-    assert_eq!(vault["enableSoftDelete"], true);
-    assert_eq!(vault["enablePurgeProtection"], true);
-    let secrets = resources_of_type(&template, "Microsoft.KeyVault/vaults/secrets");
-    assert_eq!(secrets.len(), 1);
-    assert!(
-        secrets[0]["name"]
-            .as_str()
-            .is_some_and(|n| n.contains("allowlistSecret"))
-    );
-    assert_eq!(template["variables"]["allowlistSecret"], "allowed-msi-oids");
-    assert_eq!(
-        secrets[0]["properties"]["value"],
-        "[parameters('allowedMsiOids')]"
-    );
-
-    // (role, scope): each assignment to the one identity, at the narrowest scope that works.
-    let roles = &template["variables"]["roles"];
-    let assignments: BTreeSet<(String, String)> =
-        resources_of_type(&template, "Microsoft.Authorization/roleAssignments")
-            .into_iter()
-            .map(|a| {
-                assert_eq!(
-                    a["properties"]["principalId"],
-                    "[reference(variables('identityId'), '2024-11-30').principalId]"
-                );
-                assert_eq!(a["properties"]["principalType"], "ServicePrincipal");
-                let role = a["properties"]["roleDefinitionId"]
-                    .as_str()
-                    .unwrap_or_default();
-                let role = role
-                    .trim_start_matches("[variables('roles').")
-                    .trim_end_matches(']');
-                assert!(roles[role].is_string(), "unknown role {role}");
-                (
-                    role.to_owned(),
-                    a["scope"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-    let expected: BTreeSet<(String, String)> = [
-        (
-            "keyVaultSecretsUser",
-            "[concat('Microsoft.KeyVault/vaults/', variables('vaultName'), '/secrets/', variables('allowlistSecret'))]",
-        ),
-        (
-            "monitoringMetricsPublisher",
-            "[concat('Microsoft.Insights/components/', variables('insightsName'))]",
-        ),
-        (
-            "storageBlobDataOwner",
-            "[concat('Microsoft.Storage/storageAccounts/', variables('storageName'))]",
-        ),
-    ]
-    .into_iter()
-    .map(|(role, scope)| (role.to_owned(), scope.to_owned()))
-    .collect();
-    assert_eq!(assignments, expected);
 }
