@@ -181,7 +181,7 @@ impl<'a> Deployment<'a> {
             "equals" => Value::Bool(arg(0) == arg(1)),
             "not" => Value::Bool(arg(0) != Value::Bool(true)),
             "and" => Value::Bool(all().iter().all(|v| *v == Value::Bool(true))),
-            "or" => Value::Bool(all().iter().any(|v| *v == Value::Bool(true))),
+            "or" => Value::Bool(all().contains(&Value::Bool(true))),
             "empty" => Value::Bool(match arg(0) {
                 Value::Null => true,
                 Value::String(s) => s.is_empty(),
