@@ -4,18 +4,39 @@
 //! instead; the host starts it with none.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use token_broker::app::App;
 use token_broker::cli;
 use token_broker::settings::Settings;
 use token_broker::telemetry;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long, once serving has ended, work still running may delay the exit: a read blocked on a hung
+/// file or network share runs on a blocking thread, and must not keep the process alive.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
+
+fn main() -> ExitCode {
     if let Some(code) = cli::run_if_asked(std::env::args_os().skip(1)) {
         return code;
     }
     let _log_writer = telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "start-up failed: no async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(serve());
+    runtime.shutdown_timeout(EXIT_WAIT);
+    code
+}
+
+/// Reads the settings, builds the app and serves until SIGINT or SIGTERM.
+async fn serve() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {

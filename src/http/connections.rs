@@ -90,9 +90,8 @@ impl Registry {
     /// Tells the connection idle the longest to close; false when every connection is busy.
     pub fn evict_stalest_idle(&self) -> bool {
         let stalest = self
-            .lock()
-            .values()
-            .filter_map(std::sync::Weak::upgrade)
+            .snapshot()
+            .into_iter()
             .filter(|connection| connection.in_flight.load(Ordering::Relaxed) == 0)
             .min_by_key(|connection| connection.idle_since.load(Ordering::Relaxed));
         match stalest {
@@ -108,9 +107,19 @@ impl Registry {
 
     /// Asks every connection to close once its current response is written.
     pub fn close_all(&self) {
-        for connection in self.lock().values().filter_map(std::sync::Weak::upgrade) {
+        for connection in self.snapshot() {
             connection.close.notify_one();
         }
+    }
+
+    /// Handles to the open connections, taken under the lock and used after it is released: a handle
+    /// may turn out to be a connection's last one (its task ended meanwhile), and dropping it runs
+    /// `Connection::drop`, which takes the lock again.
+    fn snapshot(&self) -> Vec<Arc<Connection>> {
+        self.lock()
+            .values()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect()
     }
 
     fn now_ms(&self) -> u64 {
@@ -142,6 +151,53 @@ mod tests {
 
         drop(second);
         assert_eq!(registry.len(), 1);
+    }
+
+    /// Runs `act` against a registry while another thread drops the connection's own handle the moment
+    /// `act` holds one too (as a connection's task ends when told to close), so that `act`'s handle is
+    /// the last; many rounds. False if a round did not finish: a deadlock.
+    fn survives_connections_ending_meanwhile(act: fn(&Registry)) -> bool {
+        let (finished, rounds_done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..300 {
+                let registry = Registry::new();
+                // Idle the longest, so eviction picks it and lets go of the other handle it took.
+                let _stalest = registry.open();
+                let connection = registry.open();
+                connection.idle_since.store(u64::MAX, Ordering::Relaxed);
+                let start = Arc::new(std::sync::Barrier::new(2));
+                let ending = std::thread::spawn({
+                    let start = Arc::clone(&start);
+                    move || {
+                        start.wait();
+                        let give_up = Instant::now() + std::time::Duration::from_millis(20);
+                        while Arc::strong_count(&connection) < 2 && Instant::now() < give_up {
+                            std::hint::spin_loop();
+                        }
+                        drop(connection);
+                    }
+                });
+                start.wait();
+                act(&registry);
+                let _ = ending.join();
+            }
+            let _ = finished.send(());
+        });
+        rounds_done
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_ok()
+    }
+
+    #[test]
+    fn closing_every_connection_never_deadlocks_when_a_connection_ends_meanwhile() {
+        assert!(survives_connections_ending_meanwhile(Registry::close_all));
+    }
+
+    #[test]
+    fn evicting_never_deadlocks_when_the_connection_ends_meanwhile() {
+        assert!(survives_connections_ending_meanwhile(|registry| {
+            registry.evict_stalest_idle();
+        }));
     }
 
     #[tokio::test]

@@ -28,6 +28,7 @@ mod request_hygiene;
 mod resilience;
 mod revocation;
 mod settings;
+mod shutdown;
 mod startup;
 mod token_cache;
 mod token_obo;

@@ -134,6 +134,11 @@ impl TestBroker {
         conforming("GET", path, response).await
     }
 
+    /// SIGTERM, then up to `bound` for the exit; `None` if the broker is still running then.
+    pub async fn terminate(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        self.process.terminate(bound).await
+    }
+
     pub fn stdout_lines(&self) -> Vec<String> {
         self.process.stdout_lines()
     }

@@ -147,6 +147,20 @@ impl BrokerProcess {
         status
     }
 
+    /// Sends SIGTERM, as a container runtime or a local `kill` does, and waits up to `bound` for the
+    /// process to exit; `None` if it is still running then.
+    pub async fn terminate(&mut self, bound: Duration) -> Option<ExitStatus> {
+        let pid = self.child.id().expect("token-broker is running");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let status = tokio::time::timeout(bound, self.child.wait()).await.ok()?;
+        self.finish_drains().await;
+        Some(status.expect("wait for token-broker"))
+    }
+
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.snapshot()
     }
