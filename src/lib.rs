@@ -1,19 +1,23 @@
 //! token-broker: an Azure Functions custom handler that hands short-lived, audience-bound Microsoft
 //! Entra ID access tokens to callers that cannot or should not get them themselves.
 //!
-//! - `settings`: every setting, validated once at start-up.
-//! - `app`: building the core, first loads, the listener, serving.
-//! - `refresh`: background refresh of signing keys and Key Vault values.
+//! Layers, each importing only those below it: `runtime` → `http` → `broker` → `azure`, with `settings`
+//! beside `runtime`, and `clock` and `secret` at the bottom.
+//!
+//! - `settings`: every setting, validated once at start-up, one module per concern.
+//! - `runtime`: the wiring: building the core, first loads and serving (`app`), the background refresh
+//!   loops (`refresh`), the client-certificate loader (`certificate_loader`).
 //! - `http`: the route table, wire DTOs, request rules, errors mapped to HTTP in one place.
-//! - `broker`: the core (validation, policy, exchanges, caches); knows nothing of warp.
+//! - `broker`: the core (validation, policy, exchanges, caches); knows nothing of warp or settings.
 //! - `azure`: Key Vault through the Function App's managed identity, and the user-assigned identity's
 //!   token for the broker's federated credential.
-//! - `certificate_loader`: reading the broker's client certificate from Key Vault or a file.
-//! - `telemetry`: JSON logs on stdout and the audit line; `log_writer`: batched stdout; `json_line`:
-//!   the audit line's JSON writer.
+//! - `logging`: JSON logs on stdout and the audit line (`telemetry`), batched stdout (`log_writer`), the
+//!   audit line's JSON writer (`json_line`).
+//! - `clock`: the one wall clock the layers share.
 //! - `secret`: the redacting type for secrets and tokens.
 //! - `cli`: the offline policy commands (`token-broker policy check|explain`).
-//! - `fuzzing` (feature `fuzzing`): entry points for the coverage-guided fuzz targets in `fuzz/`.
+//! - `fuzz_entry_points` (feature `fuzzing`): entry points for the coverage-guided fuzz targets in `fuzz/`.
+//! - `property_cases` (tests only): proptest properties over everything that parses hostile input.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -29,20 +33,17 @@
 )]
 #![deny(clippy::await_holding_lock)]
 
-pub mod app;
 pub mod azure;
 pub mod broker;
-pub mod certificate_loader;
 pub mod cli;
+pub mod clock;
 #[cfg(feature = "fuzzing")]
-pub mod fuzzing;
+pub mod fuzz_entry_points;
 pub mod http;
-pub mod json_line;
-pub mod log_writer;
-pub mod refresh;
+pub mod logging;
+pub mod runtime;
 pub mod secret;
 pub mod settings;
-pub mod telemetry;
 
 #[cfg(test)]
-mod fuzz;
+mod property_cases;

@@ -6,10 +6,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use token_broker::app::App;
 use token_broker::cli;
+use token_broker::logging::telemetry;
+use token_broker::runtime::app::App;
 use token_broker::settings::Settings;
-use token_broker::telemetry;
 
 /// How long, once serving has ended, work still running may delay the exit: a read blocked on a hung
 /// file or network share runs on a blocking thread, and must not keep the process alive.

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_broker::fuzzing::{allowlist_secret, settings_with};
+use token_broker::fuzz_entry_points::{allowlist_secret, settings_with};
 
 fn assert_canonical(id: &str) {
     assert_eq!(id.len(), 36, "accepted id {id:?}");

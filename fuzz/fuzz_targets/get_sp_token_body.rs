@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_broker::fuzzing::get_sp_token_request;
+use token_broker::fuzz_entry_points::get_sp_token_request;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(scope) = get_sp_token_request(data) {

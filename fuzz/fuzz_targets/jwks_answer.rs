@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_broker::fuzzing::jwks_answer;
+use token_broker::fuzz_entry_points::jwks_answer;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(usable) = jwks_answer(data) {

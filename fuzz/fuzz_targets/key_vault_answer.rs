@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;
-use token_broker::fuzzing::key_vault_answer;
+use token_broker::fuzz_entry_points::key_vault_answer;
 
 fuzz_target!(|data: &[u8]| {
     let [high, low, body @ ..] = data else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_broker::fuzzing::policy_document;
+use token_broker::fuzz_entry_points::policy_document;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(policy) = policy_document(data) {

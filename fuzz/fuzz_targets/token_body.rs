@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use token_broker::broker::scope::is_alias;
-use token_broker::fuzzing::token_request;
+use token_broker::fuzz_entry_points::token_request;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(request) = token_request(data) {

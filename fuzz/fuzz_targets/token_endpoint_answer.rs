@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use token_broker::fuzzing::token_endpoint_answer;
+use token_broker::fuzz_entry_points::token_endpoint_answer;
 
 fuzz_target!(|data: &[u8]| {
     let [high, low, retry, body @ ..] = data else {

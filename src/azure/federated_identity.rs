@@ -17,7 +17,7 @@ use futures_util::future::{BoxFuture, Shared};
 use crate::azure::managed_identity::ManagedIdentity;
 use crate::broker::credential::FederatedToken;
 use crate::broker::ids::ClientId;
-use crate::broker::validation::now;
+use crate::clock::now;
 use crate::secret::Secret;
 
 /// A token this close to its expiry (seconds) is no longer presented: Entra must still find it valid.

@@ -16,12 +16,12 @@ use azure_core::http::{ClientOptions, Response, RetryOptions, StatusCode, Transp
 use azure_identity::UserAssignedId;
 use azure_security_keyvault_secrets::models::Secret as KeyVaultSecret;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use url::Url;
 
 use crate::azure::managed_identity::ManagedIdentity;
 use crate::broker::error::LoadFailure;
 use crate::broker::ids::ClientId;
 use crate::secret::Secret;
-use crate::settings::KeyVaultSettings;
 
 /// A secret's value and its content type (Key Vault's certificates are secrets with
 /// `application/x-pkcs12` or `application/x-pem-file`).
@@ -41,9 +41,12 @@ pub struct VaultReader {
 }
 
 impl VaultReader {
-    /// `identity`: the user-assigned identity's client id, or `None` for the system-assigned one.
+    /// `url`: the vault; `audience`: the only audience the managed identity may be asked a token for on
+    /// Key Vault's behalf. `identity`: the user-assigned identity's client id, or `None` for the
+    /// system-assigned one.
     pub fn new(
-        settings: &KeyVaultSettings,
+        url: &Url,
+        audience: &str,
         http: reqwest::Client,
         identity: Option<&ClientId>,
     ) -> azure_core::Result<Self> {
@@ -59,14 +62,14 @@ impl VaultReader {
         )?;
         let credential = Arc::new(KeyVaultAudienceOnly {
             identity: identity.clone(),
-            scope: format!("{}/.default", settings.audience),
+            scope: format!("{audience}/.default"),
         });
         let options = SecretClientOptions {
             client_options,
             verify_challenge_resource: Some(false),
             ..Default::default()
         };
-        let url = settings.url.to_string();
+        let url = url.to_string();
         let client = SecretClient::new(&url, credential.clone(), Some(options.clone()))?;
         Ok(Self {
             identity,

@@ -9,40 +9,15 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::broker::certificate::{CertificateError, ClientCertificate};
+pub use crate::broker::credential_kind::{CredentialKind, CredentialUsed};
 use crate::broker::digest::Digest;
 use crate::broker::error::{BrokerError, LoadFailure, UpstreamError, UpstreamErrorKind};
 use crate::broker::freshness::{Freshness, ReadProblem};
-use crate::broker::validation::now;
+use crate::clock::now;
 use crate::secret::Secret;
 
 /// Shortest time between two reloads that Entra's refusals trigger.
 const RELOAD_FLOOR: Duration = Duration::from_secs(5);
-
-/// How the broker proves itself (`BROKER_CREDENTIAL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialKind {
-    Secret,
-    Certificate,
-    ManagedIdentity,
-}
-
-impl CredentialKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Secret => "secret",
-            Self::Certificate => "certificate",
-            Self::ManagedIdentity => "managed-identity",
-        }
-    }
-}
-
-/// Which credential a request used, for the operator's log: the kind and a version that is safe to
-/// print (a certificate's SHA-256 thumbprint, the identity's client id, a short digest of a secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialUsed {
-    pub kind: CredentialKind,
-    pub version: Arc<str>,
-}
 
 /// What one token request carries to authenticate the broker.
 pub enum ClientAuth {

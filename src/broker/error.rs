@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::broker::credential::{CredentialKind, CredentialUsed};
+use crate::broker::credential_kind::{CredentialKind, CredentialUsed};
 use crate::broker::scope::ScopeError;
 
 /// Why a caller token was rejected. Each variant has a stable `reason()` for the audit line; the

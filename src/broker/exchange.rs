@@ -17,7 +17,7 @@ use crate::broker::ids::{ClientId, Guid, TenantId};
 use crate::broker::metrics::Metrics;
 use crate::broker::scope::TargetScope;
 use crate::broker::upstream::{Upstream, UpstreamCallError};
-use crate::broker::validation::now;
+use crate::clock::now;
 use crate::secret::{Secret, SecretJson};
 
 const OBO_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";

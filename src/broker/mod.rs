@@ -7,6 +7,7 @@ pub mod authenticated;
 pub mod caller;
 pub mod certificate;
 pub mod credential;
+pub mod credential_kind;
 pub mod digest;
 pub mod entra_error;
 pub mod error;

@@ -9,7 +9,13 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 use crate::broker::error::BrokerError;
 use crate::broker::ids::ObjectId;
-use crate::settings::RateLimits;
+
+/// Per-caller and overall request budgets (token-bucket, refilled per minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub per_caller_per_minute: u32,
+    pub total_per_minute: u32,
+}
 
 pub struct RateLimiter {
     per_caller: DefaultKeyedRateLimiter<ObjectId>,

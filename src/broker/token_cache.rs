@@ -21,7 +21,7 @@ use quick_cache::sync::Cache;
 use crate::broker::digest::Digest;
 use crate::broker::error::{UpstreamError, UpstreamErrorKind};
 use crate::broker::exchange::IssuedToken;
-use crate::broker::validation::now;
+use crate::clock::now;
 use crate::secret::SecretJson;
 
 const TOKEN_CAPACITY: usize = 50_000;

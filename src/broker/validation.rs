@@ -3,7 +3,7 @@
 //! claims. A token already fully validated is remembered (by digest) until its own expiry.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,6 +17,7 @@ use crate::broker::error::{BrokerError, CallerError};
 use crate::broker::ids::{ClientId, Guid, TenantId};
 use crate::broker::jwks::{JwksCache, KeySet};
 use crate::broker::strict_json;
+use crate::clock::now;
 use crate::secret::Secret;
 
 /// How many validated caller tokens are remembered.
@@ -302,12 +303,6 @@ fn caller_error(kind: &ErrorKind) -> CallerError {
         }
         _ => CallerError::Malformed,
     }
-}
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

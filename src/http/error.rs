@@ -10,6 +10,7 @@ use warp::reply::Response;
 
 use crate::broker::credential::CredentialKind;
 use crate::broker::error::{BrokerError, LoadFailure, UpstreamErrorKind};
+use crate::logging::telemetry::Refusal;
 
 /// What a description may name: configured alias names and the configured resource being asked for.
 /// Both come from the broker's own settings, never from the request.
@@ -87,6 +88,34 @@ impl ApiError {
     }
 
     /// The stable, documented `error` code. Written out by hand, never derived from `Display`.
+    /// What the audit line records about this refusal.
+    pub fn refusal(&self) -> Refusal<'_> {
+        Refusal {
+            status: self.status().as_u16(),
+            code: self.code(),
+            detail: self.detail(),
+            upstream: match self {
+                ApiError::Broker(BrokerError::Upstream(err)) => Some(err),
+                _ => None,
+            },
+        }
+    }
+
+    /// The fine-grained reason behind a code, where there is one.
+    fn detail(&self) -> Option<&'static str> {
+        match self {
+            ApiError::BadRequest(reason) => Some(reason),
+            ApiError::Broker(BrokerError::InvalidCaller(err)) => Some(err.reason()),
+            ApiError::Broker(BrokerError::InvalidScope(err)) => Some(err.reason()),
+            ApiError::Broker(BrokerError::Upstream(err))
+                if err.kind == UpstreamErrorKind::CredentialExpired =>
+            {
+                Some("certificate_expired")
+            }
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         use BrokerError as B;
         match self {

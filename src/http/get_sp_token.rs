@@ -16,7 +16,7 @@ use crate::broker::{Broker, Lane};
 use crate::http::error::ApiError;
 use crate::http::reply::{begin, finish, no_store_json, seconds_left};
 use crate::http::request::RequestParts;
-use crate::telemetry::AuditRecord;
+use crate::logging::telemetry::AuditRecord;
 
 pub const ROUTE: &str = "GetSPToken";
 

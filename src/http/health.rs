@@ -21,7 +21,7 @@ use crate::broker::Broker;
 use crate::broker::allowlist::AllowlistStatus;
 use crate::broker::credential::{CredentialKind, CredentialSource};
 use crate::broker::freshness::{Freshness, ReadProblem};
-use crate::broker::validation::now;
+use crate::clock::now;
 use crate::http::error::{ApiError, ErrorContext};
 use crate::http::reply::no_store_json;
 

@@ -10,7 +10,7 @@ use crate::broker::metrics::Metrics;
 use crate::broker::token_cache::Grant;
 use crate::http::error::{ApiError, ErrorContext};
 use crate::http::request::RequestParts;
-use crate::telemetry::{self, AuditRecord};
+use crate::logging::telemetry::{self, AuditRecord};
 
 /// Room for a token response: Entra's access tokens are 1-4 KB.
 const TOKEN_RESPONSE_CAPACITY: usize = 4 * 1024;
@@ -44,7 +44,7 @@ pub fn finish(
 
 /// Audits and counts a refusal and answers it.
 pub fn refuse(broker: &Broker, record: &AuditRecord, err: ApiError) -> Response {
-    telemetry::audit(record, Err(&err));
+    telemetry::audit(record, Err(err.refusal()));
     let metrics = &broker.metrics;
     Metrics::add(match &err {
         ApiError::Broker(crate::broker::error::BrokerError::RateLimited { .. }) => {
@@ -86,5 +86,5 @@ pub fn no_store_json<T: Serialize>(body: &T) -> Response {
 
 /// Whole seconds left until `expires_at` (Unix seconds), never negative.
 pub fn seconds_left(expires_at: u64) -> u64 {
-    expires_at.saturating_sub(crate::broker::validation::now())
+    expires_at.saturating_sub(crate::clock::now())
 }

@@ -14,7 +14,7 @@ use crate::broker::policy::{Grant, Policy};
 use crate::http::error::ApiError;
 use crate::http::reply::{begin, no_store_json, refuse};
 use crate::http::request::RequestParts;
-use crate::telemetry::{self, AuditRecord};
+use crate::logging::telemetry::{self, AuditRecord};
 
 pub const ROUTE: &str = "whoami";
 

@@ -1,12 +1,8 @@
 //! Injected failures per target (token endpoint, JWKS, discovery, Key Vault, identity endpoint, or all):
-//! what is active, how a request consumes one, and the answer a faulted request gets.
+//! what is active and how a request consumes one. The answer a faulted request gets is `routes`'.
 
-use crate::aadsts;
-use crate::http::{self, Request, Response};
-use crate::{key_vault, managed_identity};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use warp::http::StatusCode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -177,35 +173,5 @@ impl Faults {
             })
             .collect();
         json!({ "faults": faults })
-    }
-}
-
-/// The answer to a request that met a 429, 500 or garbage fault, shaped like the real service's.
-pub fn answer(fault: &Fault, target: Target, request: &Request) -> Response {
-    match fault.mode {
-        Mode::Garbage => http::text(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            "<html>oops</html>".into(),
-        ),
-        Mode::TooManyRequests => {
-            let mut response = match target {
-                Target::KeyVault => key_vault::throttled(),
-                Target::Identity => {
-                    managed_identity::failure(StatusCode::TOO_MANY_REQUESTS, "Too many requests.")
-                }
-                _ => aadsts::throttled().respond(request),
-            };
-            http::set_header(&mut response, "retry-after", &fault.retry_after.to_string());
-            response
-        }
-        _ => match target {
-            Target::KeyVault => key_vault::internal_error(),
-            Target::Identity => managed_identity::failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "An unexpected error occured while fetching the AAD Token.",
-            ),
-            _ => aadsts::server_error().respond(request),
-        },
     }
 }

@@ -32,6 +32,7 @@ mod state;
 mod stats;
 mod tls;
 mod token_endpoint;
+mod token_route;
 mod vault;
 
 use crate::http::Listener;

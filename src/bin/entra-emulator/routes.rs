@@ -2,11 +2,11 @@
 //! handler, and the one log line per request (method, path, status, target, fault, elapsed; nothing else).
 
 use crate::entra_error::AadstsCode;
-use crate::faults::{self, Mode, Target};
+use crate::faults::{Fault, Mode, Target};
 use crate::http::{self, Listener, Request, Response};
 use crate::state::State;
 use crate::stats::Counter;
-use crate::{control, discovery, key_vault, log, managed_identity, token_endpoint};
+use crate::{aadsts, control, discovery, key_vault, log, managed_identity, token_route};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use warp::http::StatusCode;
@@ -92,7 +92,7 @@ impl Route<'_> {
         match self {
             Self::Discovery { .. } => Some(Counter::Discovery),
             Self::Jwks { .. } => Some(Counter::Jwks),
-            Self::Token { .. } => Some(token_endpoint::counter(request)),
+            Self::Token { .. } => Some(token_route::counter(request)),
             Self::KeyVault { .. } => Some(Counter::KeyVault),
             Self::Identity => Some(Counter::Identity),
             Self::Control(_) | Self::NotFound => None,
@@ -117,7 +117,7 @@ pub async fn dispatch(state: &State, request: Request) -> Response {
             fault_mode = fault.map(|fault| fault.mode);
             let response = match fault {
                 Some(fault) if fault.mode == Mode::Down => http::drop_connection(),
-                Some(fault) if fault.mode != Mode::Slow => faults::answer(&fault, target, &request),
+                Some(fault) if fault.mode != Mode::Slow => fault_answer(&fault, target, &request),
                 slow => {
                     if let Some(fault) = slow {
                         tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
@@ -156,10 +156,40 @@ async fn answer(state: &State, request: &Request, route: &Route<'_>) -> Response
             discovery::openid_configuration(state, request, tenant, *v2)
         }
         Route::Jwks { tenant, v2 } => discovery::keys(state, request, tenant, *v2),
-        Route::Token { tenant } => token_endpoint::handle(state, request, tenant),
+        Route::Token { tenant } => token_route::handle(state, request, tenant),
         Route::KeyVault { name, version } => key_vault::handle(state, request, name, *version),
         Route::Identity => managed_identity::handle(state, request),
         Route::Control(rest) => control::handle(state, request, rest).await,
         Route::NotFound => http::json(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
+    }
+}
+
+/// The answer to a request that met a 429, 500 or garbage fault, shaped like the real service's.
+fn fault_answer(fault: &Fault, target: Target, request: &Request) -> Response {
+    match fault.mode {
+        Mode::Garbage => http::text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            "<html>oops</html>".into(),
+        ),
+        Mode::TooManyRequests => {
+            let mut response = match target {
+                Target::KeyVault => key_vault::throttled(),
+                Target::Identity => {
+                    managed_identity::failure(StatusCode::TOO_MANY_REQUESTS, "Too many requests.")
+                }
+                _ => aadsts::throttled().respond(request),
+            };
+            http::set_header(&mut response, "retry-after", &fault.retry_after.to_string());
+            response
+        }
+        _ => match target {
+            Target::KeyVault => key_vault::internal_error(),
+            Target::Identity => managed_identity::failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "An unexpected error occured while fetching the AAD Token.",
+            ),
+            _ => aadsts::server_error().respond(request),
+        },
     }
 }

@@ -1,20 +1,20 @@
 //! The v2 token endpoint `POST /{tenant}/oauth2/v2.0/token`, as strict as Entra: form-encoded POST only,
 //! no repeated parameter, a known confidential client with its secret, and for client credentials exactly
-//! one `<resource>/.default` of a resource that exists. On-behalf-of requests continue in `obo`.
+//! one `<resource>/.default` of a resource that exists. Which grant a request asks for is decided in `token_route`.
 //! Codes and wording follow Entra's published answers (AADSTS900144, 9000411, 70003, 700016, 7000215,
 //! 1002012, 500011, 90002, 900561).
 
 use crate::entra_error::{self, EntraError};
 use crate::http::{self, Request, Response};
-use crate::identities::{self, BROKER_CLIENT_ID, BROKER_SP_OID, TENANT_ID};
+use crate::identities::{BROKER_CLIENT_ID, BROKER_SP_OID, TENANT_ID};
 use crate::issue::{self, Claims};
 use crate::state::State;
 use crate::stats::Counter;
-use crate::{aadsts, client_assertion, ids, obo};
+use crate::{aadsts, client_assertion, ids};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
-use warp::http::{Method, StatusCode};
+use warp::http::StatusCode;
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -57,41 +57,8 @@ impl Form {
             .ok_or_else(|| aadsts::missing_parameter(name))
     }
 
-    fn duplicated(&self) -> Option<&str> {
+    pub fn duplicated(&self) -> Option<&str> {
         http::first_duplicate(&self.pairs)
-    }
-}
-
-/// Which counter a token request bumps, read from its grant type.
-pub fn counter(request: &Request) -> Counter {
-    match Form::parse(request).get("grant_type") {
-        Some("client_credentials") => Counter::ClientCredentials,
-        Some(JWT_BEARER) => Counter::Obo,
-        _ => Counter::OtherGrant,
-    }
-}
-
-pub fn handle(state: &State, request: &Request, tenant: &str) -> Response {
-    token(state, request, tenant).unwrap_or_else(|error| error.respond(request))
-}
-
-fn token(state: &State, request: &Request, tenant: &str) -> Result<Response, EntraError> {
-    if request.method != Method::POST {
-        return Err(aadsts::post_only(request.method.as_str()));
-    }
-    if ["common", "organizations", "consumers"].contains(&tenant.to_ascii_lowercase().as_str()) {
-        return Err(aadsts::no_tenant());
-    }
-    let tenant_name =
-        identities::tenant_name(tenant).ok_or_else(|| aadsts::tenant_not_found(tenant))?;
-    let form = Form::parse(request);
-    if let Some(name) = form.duplicated() {
-        return Err(aadsts::duplicated_parameter(name));
-    }
-    match form.require("grant_type")? {
-        "client_credentials" => client_credentials(state, request, &form, tenant, tenant_name),
-        JWT_BEARER => obo::exchange(state, request, &form, tenant, tenant_name),
-        other => Err(aadsts::unsupported_grant(other)),
     }
 }
 
@@ -160,7 +127,7 @@ pub fn authenticate(
     }
 }
 
-fn client_credentials(
+pub fn client_credentials(
     state: &State,
     request: &Request,
     form: &Form,
@@ -226,8 +193,8 @@ pub fn success(
 mod tests {
     use super::*;
     use crate::http::Listener;
-    use warp::http::HeaderMap;
     use warp::http::header::{CONTENT_TYPE, HeaderValue};
+    use warp::http::{HeaderMap, Method};
 
     fn form(body: &'static str) -> Form {
         let mut headers = HeaderMap::new();

@@ -7,9 +7,22 @@ use std::sync::Arc;
 
 use crate::broker::Lane;
 use crate::broker::allowlist::Allowlist;
+use crate::broker::ids::ObjectId;
 use crate::broker::policy::{AppMatch, Callers, Grant, Policy, UserMatch};
 use crate::broker::scope::{AudienceMap, TargetScope};
-use crate::settings::UserAccess;
+
+/// Which users may receive the broker's service-principal token (GetSPToken, or lane `service`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserAccess {
+    /// No user (the default: a whole tenant is never admitted silently).
+    Denied,
+    /// Users whose object id is listed in `BROKER_ALLOWED_USER_OIDS`.
+    Allowlist(BTreeSet<ObjectId>),
+    /// Users whose token carries this app role (`roles`), assigned on the broker's enterprise app.
+    AppRole(String),
+    /// Every user of the tenant (explicit `BROKER_USER_ACCESS=tenant`).
+    Tenant,
+}
 
 /// What the legacy settings say.
 pub struct LegacySettings<'a> {

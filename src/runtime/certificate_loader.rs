@@ -95,7 +95,7 @@ fn checked(
         tracing::warn!(source, reason = %err, "client certificate refused");
         LoadFailure::Misconfigured
     })?;
-    if certificate.is_expired(crate::broker::validation::now()) {
+    if certificate.is_expired(crate::clock::now()) {
         tracing::warn!(
             source,
             thumbprint_sha256 = certificate.thumbprint_sha256,

@@ -10,12 +10,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::broker::Lane;
 use crate::broker::caller::Caller;
-use crate::broker::error::{BrokerError, UpstreamErrorKind};
+use crate::broker::error::UpstreamError;
 use crate::broker::policy::Policy;
 use crate::broker::token_cache::Grant;
-use crate::http::error::ApiError;
-use crate::json_line::JsonLine;
-use crate::log_writer::{BatchedStdout, FlushOnDrop};
+use crate::logging::json_line::JsonLine;
+use crate::logging::log_writer::{BatchedStdout, FlushOnDrop};
 
 /// Read before settings (so that a settings error can be logged), like `RUST_LOG`.
 const LOG_FILTER_VAR: &str = "BROKER_LOG";
@@ -49,6 +48,17 @@ pub fn init() -> FlushOnDrop {
     guard
 }
 
+/// Why a request was refused, as the audit line records it; `http` builds it from its error.
+#[derive(Clone, Copy)]
+pub struct Refusal<'a> {
+    pub status: u16,
+    pub code: &'static str,
+    /// The fine-grained reason behind the code, where there is one.
+    pub detail: Option<&'static str>,
+    /// Entra's answer behind an upstream failure (its correlation id, AADSTS code, credential used).
+    pub upstream: Option<&'a UpstreamError>,
+}
+
 /// What an audit line records about one request, filled in as the request is processed.
 #[derive(Default)]
 pub struct AuditRecord {
@@ -71,7 +81,7 @@ pub struct AuditRecord {
 /// request rate. Written only when `BROKER_LOG` enables the `audit` target at INFO.
 ///
 /// `Ok(None)` is a request answered without issuing a token (whoami).
-pub fn audit(record: &AuditRecord, outcome: Result<Option<&Grant>, &ApiError>) {
+pub fn audit(record: &AuditRecord, outcome: Result<Option<&Grant>, Refusal<'_>>) {
     let Some(sink) = AUDIT_SINK.get() else {
         return;
     };
@@ -79,17 +89,14 @@ pub fn audit(record: &AuditRecord, outcome: Result<Option<&Grant>, &ApiError>) {
     let (decision, reason, detail, status) = match outcome {
         Ok(Some(_)) => ("issued", "ok", None, 200),
         Ok(None) => ("answered", "ok", None, 200),
-        Err(err) => {
-            let status = err.status().as_u16();
+        Err(refusal) => {
+            let status = refusal.status;
             let decision = if status < 500 { "denied" } else { "failed" };
-            (decision, err.code(), detail_of(err), status)
+            (decision, refusal.code, refusal.detail, status)
         }
     };
     let grant = outcome.ok().flatten();
-    let upstream = match outcome {
-        Err(ApiError::Broker(BrokerError::Upstream(err))) => Some(err),
-        _ => None,
-    };
+    let upstream = outcome.err().and_then(|refusal| refusal.upstream);
     let correlation_id = grant
         .and_then(|g| g.correlation_id.as_deref())
         .or(upstream.and_then(|e| e.correlation_id.as_deref()));
@@ -164,19 +171,4 @@ fn rfc3339_micros(buffer: &mut [u8; 32]) -> &str {
         .get(..len)
         .and_then(|text| std::str::from_utf8(text).ok())
         .unwrap_or_default()
-}
-
-/// The fine-grained reason behind a code, where there is one.
-fn detail_of(err: &ApiError) -> Option<&'static str> {
-    match err {
-        ApiError::BadRequest(reason) => Some(reason),
-        ApiError::Broker(BrokerError::InvalidCaller(err)) => Some(err.reason()),
-        ApiError::Broker(BrokerError::InvalidScope(err)) => Some(err.reason()),
-        ApiError::Broker(BrokerError::Upstream(err))
-            if err.kind == UpstreamErrorKind::CredentialExpired =>
-        {
-            Some("certificate_expired")
-        }
-        _ => None,
-    }
 }

@@ -25,9 +25,9 @@ use crate::broker::token_cache::TokenCache;
 use crate::broker::upstream::Upstream;
 use crate::broker::validation::CallerValidator;
 use crate::broker::{Broker, BrokerParts};
-use crate::certificate_loader::{FileCertificate, VaultCertificate};
 use crate::http::server::{self, ServerLimits};
-use crate::refresh::{self, VaultSources};
+use crate::runtime::certificate_loader::{FileCertificate, VaultCertificate};
+use crate::runtime::refresh::{self, VaultSources};
 use crate::settings::{
     CertificateSource, ClientSecretSource, CredentialSettings, PolicyDocumentSource, Settings,
 };
@@ -69,7 +69,8 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let reader = match &settings.key_vault {
             Some(key_vault) => Some(Arc::new(VaultReader::new(
-                key_vault,
+                &key_vault.url,
+                &key_vault.audience,
                 http.clone(),
                 settings.managed_identity_client_id.as_ref(),
             )?)),
