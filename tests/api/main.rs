@@ -26,6 +26,7 @@ mod policy_cli;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;
+mod resource_identity;
 mod revocation;
 mod settings;
 mod shutdown;

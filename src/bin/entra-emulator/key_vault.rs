@@ -1,11 +1,13 @@
 //! Key Vault secrets `GET /secrets/{name}[/{version}]?api-version=..`: the bearer challenge (401 with
 //! `WWW-Authenticate`), token validation (signature by a published key, lifetime with 5 minutes of skew,
-//! issuer/tenant, `aud` https://vault.azure.net), RBAC (only the Function App's identity may read), then the
-//! secret. Error bodies are Key Vault's `{"error":{"code","message"}}` with its AKV/IDX message texts.
+//! issuer/tenant, `aud` https://vault.azure.net), RBAC (only the Function App's identities may read), then the
+//! secret, counted per reading identity. Error bodies are Key Vault's `{"error":{"code","message"}}` with
+//! its AKV/IDX message texts.
 
 use crate::http::{self, Request, Response};
 use crate::identities::{
-    BROKER_IDENTITY_OID, FUNCTION_MI_OID, KEY_VAULT_API_VERSIONS, TENANT_ID, VAULT_RESOURCE,
+    BROKER_IDENTITY_OID, FUNCTION_MI_OID, KEY_VAULT_API_VERSIONS, RESOURCE_IDENTITY_OID, TENANT_ID,
+    VAULT_RESOURCE,
 };
 use crate::jwt::{Jwt, VerifyError};
 use crate::state::State;
@@ -72,9 +74,10 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
             return unauthorized(state, &message);
         }
     };
-    // The Function App's system-assigned identity and the broker's user-assigned one hold the
-    // Key Vault Secrets User role; nobody else does.
-    if caller.oid != FUNCTION_MI_OID && caller.oid != BROKER_IDENTITY_OID {
+    // The Function App's identities (system-assigned, and the user-assigned broker and resource
+    // identities) hold the Key Vault Secrets User role; nobody else does.
+    if ![FUNCTION_MI_OID, BROKER_IDENTITY_OID, RESOURCE_IDENTITY_OID].contains(&caller.oid.as_str())
+    {
         return forbidden(&caller, name);
     }
     let query = request.query_pairs();
@@ -107,6 +110,7 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
         );
         return error(StatusCode::NOT_FOUND, "SecretNotFound", &message);
     };
+    state.stats.key_vault_read_by(&caller.oid);
     let mut response = http::json(
         StatusCode::OK,
         &json!({
