@@ -516,3 +516,50 @@ fn template_sets_every_setting_the_broker_requires_and_is_secretless() {
         }
     }
 }
+
+#[test]
+fn readme_and_deploy_md_steps_use_only_outputs_and_parameters_the_template_has() {
+    let template = template();
+    let outputs = template["outputs"].as_object().expect("outputs");
+    let declared = template["parameters"].as_object().expect("parameters");
+
+    for page in ["README.md", "docs/deploy.md"] {
+        let text = std::fs::read_to_string(Path::new(APP_ROOT).join(page)).expect("read the page");
+        let used: Vec<&str> = text
+            .split("$(out ")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+            .collect();
+        assert!(used.len() >= 5, "{page} reads {} outputs", used.len());
+        for name in used {
+            assert!(
+                outputs.contains_key(name),
+                "{page} reads output `{name}`, which the template lacks"
+            );
+        }
+        // `--parameters name=value` on the command line.
+        let mut passed = Vec::new();
+        for line in text.lines().filter(|l| {
+            l.contains("az deployment group create")
+                || l.trim_start().starts_with("--parameters")
+                || l.contains("Id=\"$")
+        }) {
+            for word in line.split_whitespace() {
+                if let Some((name, _)) = word.split_once('=')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric())
+                    && name.starts_with(|c: char| c.is_ascii_lowercase())
+                {
+                    passed.push(name.to_owned());
+                    assert!(
+                        declared.contains_key(name),
+                        "{page} passes `{name}`, which the template lacks"
+                    );
+                }
+            }
+        }
+        assert!(
+            passed.iter().any(|name| name == "brokerClientId"),
+            "{page} passes {passed:?}"
+        );
+    }
+}
