@@ -11,6 +11,7 @@ pub mod credential_kind;
 pub mod digest;
 pub mod entra_error;
 pub mod error;
+pub mod excerpt;
 pub mod exchange;
 pub mod freshness;
 pub mod ids;

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use quick_cache::sync::Cache;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::broker::caller::{Caller, CallerKind};
 use crate::broker::digest::Digest;
@@ -49,6 +50,7 @@ struct Claims {
     iss: String,
     tid: String,
     oid: String,
+    sub: Option<String>,
     exp: u64,
     iat: u64,
     ver: Option<String>,
@@ -58,10 +60,14 @@ struct Claims {
     roles: Vec<String>,
     #[serde(default)]
     groups: Vec<String>,
-    /// Group overage: Entra names a Graph source for the groups instead of listing them.
+    /// Group overage markers: Entra names a Graph source for the groups (`_claim_names`,
+    /// `_claim_sources`) or says there are some (`hasgroups`) instead of listing them. Any of them, with
+    /// any value, counts.
     #[serde(rename = "_claim_names")]
-    claim_names: Option<serde_json::Map<String, serde_json::Value>>,
-    hasgroups: Option<bool>,
+    claim_names: Option<IgnoredAny>,
+    #[serde(rename = "_claim_sources")]
+    claim_sources: Option<IgnoredAny>,
+    hasgroups: Option<IgnoredAny>,
     appid: Option<String>,
     azp: Option<String>,
     upn: Option<String>,
@@ -196,11 +202,9 @@ impl TokenRules {
 /// The caller a token's claims describe, after every rule has passed.
 fn caller_of(claims: Claims, tenant: TenantId, kid: &str) -> Result<Caller, CallerError> {
     let kind = kind_of(&claims)?;
-    let group_overage = claims
-        .claim_names
-        .as_ref()
-        .is_some_and(|names| names.contains_key("groups"))
-        || claims.hasgroups == Some(true);
+    let group_overage = claims.claim_names.is_some()
+        || claims.claim_sources.is_some()
+        || claims.hasgroups.is_some();
     Ok(Caller {
         kind,
         oid: Guid::parse_canonical(&claims.oid).map_err(|_| CallerError::MissingClaim)?,
@@ -252,12 +256,15 @@ fn strict_segment(segment: &str) -> Result<Vec<String>, CallerError> {
     strict_json::object_member_names(&bytes, MAX_CLAIMS_DEPTH).map_err(|_| CallerError::Malformed)
 }
 
-/// User or app, from `idtyp` when present, else from the presence of delegated scopes.
+/// User or app, from `idtyp` when present, else from the presence of delegated scopes. A token with
+/// neither is an app only when its subject is its object id, as in every app-only token Entra issues
+/// (a user token's `sub` is a pairwise id): otherwise a user token without `scp` would pass for an app.
 fn kind_of(claims: &Claims) -> Result<CallerKind, CallerError> {
     let has_scp = claims.scp.as_deref().is_some_and(|s| !s.trim().is_empty());
     match (claims.idtyp.as_deref(), has_scp) {
         (Some("user") | None, true) => Ok(CallerKind::User),
-        (Some("app") | None, false) => Ok(CallerKind::Msi),
+        (Some("app"), false) => Ok(CallerKind::Msi),
+        (None, false) if claims.sub.as_deref() == Some(claims.oid.as_str()) => Ok(CallerKind::Msi),
         _ => Err(CallerError::AmbiguousIdentity),
     }
 }
@@ -439,6 +446,43 @@ pub(crate) mod tests {
         );
         let caller = verify(&signer, &overage).unwrap();
         assert!(caller.group_overage && caller.groups.is_empty());
+    }
+
+    #[test]
+    fn every_overage_marker_counts_whatever_else_the_token_carries() {
+        let signer = Signer::new();
+        let group = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a";
+        for marker in [
+            json!({"_claim_names": {"groups": "src1"}}),
+            json!({"_claim_names": {"other": "src1"}}),
+            json!({"_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/x"}}}),
+            json!({"hasgroups": true}),
+            json!({"hasgroups": false}),
+        ] {
+            let mut changes = marker.clone();
+            changes["groups"] = json!([group]);
+            let caller = verify(&signer, &with(user_claims(), changes)).unwrap();
+            assert!(caller.group_overage, "{marker}");
+        }
+    }
+
+    #[test]
+    fn a_token_without_idtyp_or_scp_is_an_app_only_when_its_subject_is_its_object_id() {
+        let signer = Signer::new();
+        let neither = with(
+            user_claims(),
+            json!({"idtyp": null, "scp": null, "roles": ["Broker.Ingest"]}),
+        );
+        assert_eq!(
+            verify(&signer, &neither).unwrap_err(),
+            CallerError::AmbiguousIdentity
+        );
+        assert_eq!(
+            verify(&signer, &with(neither.clone(), json!({"sub": null}))).unwrap_err(),
+            CallerError::AmbiguousIdentity
+        );
+        let app = verify(&signer, &with(neither, json!({"sub": USER}))).unwrap();
+        assert_eq!(app.kind, CallerKind::Msi);
     }
 
     #[test]

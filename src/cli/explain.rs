@@ -6,19 +6,33 @@ use std::io::Write;
 use crate::broker::Lane;
 use crate::broker::caller::Caller;
 use crate::broker::error::BrokerError;
+use crate::broker::excerpt::quoted;
 use crate::broker::ids::Guid;
 use crate::broker::policy::{Ask, Grant, Policy};
 use crate::broker::scope::TargetScope;
 use crate::broker::validation::unverified_caller;
 use crate::cli::args::{CallerSpec, Explain, Target};
+use crate::cli::{input, shown};
+use crate::http::request::MAX_BEARER;
+
+/// A token file may end with a line break the route would not have carried.
+const LINE_BREAK: usize = 2;
 
 pub(super) fn caller_of(spec: &CallerSpec) -> Result<Caller, String> {
     let (kind, oid, roles, groups) = match spec {
         CallerSpec::Token(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|err| format!("{}: cannot be read: {err}", path.display()))?;
+            let bytes = input::read_regular(path, MAX_BEARER + LINE_BREAK)
+                .map_err(|err| format!("{}: cannot be read: {err}", shown(path)))?;
+            // The route's own limit: a token the route would refuse is not explained.
+            let text = String::from_utf8_lossy(&bytes);
+            if text.trim().len() > MAX_BEARER {
+                return Err(format!(
+                    "{}: longer than the {MAX_BEARER} bytes a bearer token may have",
+                    shown(path)
+                ));
+            }
             return unverified_caller(&text)
-                .map_err(|err| format!("{}: not an Entra access token ({err})", path.display()));
+                .map_err(|err| format!("{}: not an Entra access token ({err})", shown(path)));
         }
         CallerSpec::Made {
             kind,
@@ -29,7 +43,7 @@ pub(super) fn caller_of(spec: &CallerSpec) -> Result<Caller, String> {
     };
     let guid = |text: &str| {
         text.parse::<Guid>()
-            .map_err(|_| format!("{text} is not an object id (a GUID)"))
+            .map_err(|_| format!("{} is not an object id (a GUID)", quoted(text)))
     };
     Ok(Caller {
         kind: *kind,
@@ -68,14 +82,18 @@ pub(super) fn decide(
         Target::Scope(text) => match TargetScope::parse(text) {
             // GetSPToken: always the service lane.
             Ok(scope) => (scope, false, Ok(Lane::Service)),
-            Err(err) => return deny(out, "invalid_scope", &format!("{text} is malformed: {err}")),
+            Err(err) => {
+                let reason = format!("{} is malformed: {err}", quoted(text));
+                return deny(out, "invalid_scope", &reason);
+            }
         },
         Target::Audience(alias) => match policy.resolve_audience(alias) {
             Ok(scope) => (scope, true, Lane::choose(caller.kind, None)),
             Err(_) => {
                 let known: Vec<&str> = policy.audiences.aliases().collect();
                 let reason = format!(
-                    "{alias} is not an alias of this document (known: {})",
+                    "{} is not an alias of this document (known: {})",
+                    quoted(alias),
                     known.join(", ")
                 );
                 return deny(out, "unknown_audience", &reason);

@@ -1,9 +1,11 @@
 //! The offline policy commands, `token-broker policy check FILE` and `token-broker policy explain ...`:
 //! validate a document, or say whether it allows one request and why. No network and no settings.
-//! Without arguments the binary is the handler, as the Functions host starts it.
+//! Without arguments the binary is the handler, as the Functions host starts it. Whatever comes from
+//! outside (file names, arguments, the document's values) is printed through `excerpt`, escaped.
 
 mod args;
 mod explain;
+mod input;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -12,6 +14,7 @@ use std::process::ExitCode;
 
 pub use args::{Invocation, parse};
 
+use crate::broker::excerpt;
 use crate::broker::policy::compile;
 use crate::broker::policy::document::{self, DocumentError};
 use crate::broker::policy::{AppMatch, Callers, Policy, UserMatch};
@@ -31,6 +34,7 @@ pub fn run_if_asked(args: impl IntoIterator<Item = OsString>) -> Option<ExitCode
         Ok(Invocation::Serve) => return None,
         Ok(invocation) => invocation,
         Err(err) => {
+            let err = excerpt::escaped(&err.to_string(), MESSAGE_CHARS);
             eprintln!("token-broker: {err}\n{USAGE}");
             return Some(ExitCode::FAILURE);
         }
@@ -71,45 +75,60 @@ pub fn run(invocation: &Invocation, out: &mut impl Write) -> std::io::Result<boo
     }
 }
 
+/// Most characters of an outside message or file name printed.
+const MESSAGE_CHARS: usize = 240;
+
+/// A file name as the commands print it: escaped and cut short.
+fn shown(file: &Path) -> String {
+    excerpt::escaped(&file.to_string_lossy(), MESSAGE_CHARS)
+}
+
 /// The compiled document, or every problem written to `out`.
 fn load(file: &Path, out: &mut impl Write) -> std::io::Result<Option<Policy>> {
-    let bytes = match document::read_file(file) {
+    let bytes = match input::read_regular(file, document::MAX_DOCUMENT_BYTES) {
         Ok(bytes) => bytes,
         Err(err) => {
-            writeln!(out, "{}: cannot be read: {err}", file.display())?;
+            writeln!(out, "{}: cannot be read: {err}", shown(file))?;
             return Ok(None);
         }
     };
     match compile::from_bytes(&bytes) {
         Ok((_, policy)) => Ok(Some(policy)),
         Err(errors) => {
-            writeln!(
-                out,
-                "{}: invalid, {} error(s)",
-                file.display(),
-                errors.len()
-            )?;
-            for DocumentError {
-                path,
-                problem,
-                detail,
-            } in &errors
-            {
-                match detail {
-                    Some(detail) => writeln!(out, "  {path}: {problem} ({detail})")?,
-                    None => writeln!(out, "  {path}: {problem}")?,
-                }
+            writeln!(out, "{}: invalid, {} error(s)", shown(file), errors.len())?;
+            for error in &errors {
+                writeln!(out, "  {}", with_value(error))?;
             }
             Ok(None)
         }
     }
 }
 
+/// `grants[1].audiences[0]: "no_such_alias" is not an alias ...`, with the parser's message when there
+/// is one. Value and message are already escaped and cut short.
+fn with_value(error: &DocumentError) -> String {
+    let DocumentError {
+        path,
+        problem,
+        value,
+        detail,
+    } = error;
+    let value = value
+        .as_ref()
+        .map(|value| format!("{value} "))
+        .unwrap_or_default();
+    let detail = detail
+        .as_ref()
+        .map(|detail| format!(" ({detail})"))
+        .unwrap_or_default();
+    format!("{path}: {value}{problem}{detail}")
+}
+
 fn summarize(file: &Path, policy: &Policy, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{}: valid, revision {}, {} grant(s), {} audience alias(es)",
-        file.display(),
+        shown(file),
         policy.revision,
         policy.grants.len(),
         policy.audiences.aliases().count()

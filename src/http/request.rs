@@ -13,7 +13,7 @@ use crate::secret::Secret;
 /// Largest request body accepted; the real ones are under 200 bytes.
 pub const MAX_BODY: usize = 8 * 1024;
 /// Largest bearer token accepted; Entra access tokens are 1-4 KB, larger with many groups.
-const MAX_BEARER: usize = 16 * 1024;
+pub const MAX_BEARER: usize = 16 * 1024;
 
 /// A byte of a compact JWS: base64url or the segment separator. Branch-free, so scans vectorise.
 const fn is_jws_byte(b: u8) -> bool {

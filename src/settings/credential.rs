@@ -70,9 +70,12 @@ pub(super) fn managed_identity_client_id(
     const NAME: &str = "BROKER_MANAGED_IDENTITY_CLIENT_ID";
     vars.get(NAME)
         .map(|text| {
-            text.parse().map_err(|_| SettingsError::Invalid {
-                name: NAME,
-                reason: "expected the user-assigned identity's client id (a GUID)",
+            text.parse().map_err(|_| {
+                SettingsError::invalid_value(
+                    NAME,
+                    &text,
+                    "expected the user-assigned identity's client id (a GUID)",
+                )
             })
         })
         .transpose()
@@ -88,11 +91,12 @@ pub(super) fn credential(
         None | Some("secret") => CredentialKind::Secret,
         Some("certificate") => CredentialKind::Certificate,
         Some("managed-identity") => CredentialKind::ManagedIdentity,
-        Some(_) => {
-            return Err(SettingsError::Invalid {
-                name: "BROKER_CREDENTIAL",
-                reason: "expected secret, certificate or managed-identity",
-            });
+        Some(other) => {
+            return Err(SettingsError::invalid_value(
+                "BROKER_CREDENTIAL",
+                other,
+                "expected secret, certificate or managed-identity",
+            ));
         }
     };
     let foreign: Vec<&'static str> = [SECRET_SETTINGS, CERTIFICATE_SETTINGS, FEDERATED_SETTINGS]
@@ -337,7 +341,7 @@ mod tests {
     fn an_unknown_kind_is_named() {
         assert_eq!(
             credential_of(&[("BROKER_CREDENTIAL", "password")]).unwrap_err(),
-            "BROKER_CREDENTIAL is invalid: expected secret, certificate or managed-identity"
+            "BROKER_CREDENTIAL is invalid (\"password\"): expected secret, certificate or managed-identity"
         );
     }
 }

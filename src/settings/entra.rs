@@ -77,10 +77,11 @@ pub(super) fn required_user_scope(
 ) -> Result<Option<String>, SettingsError> {
     match vars.get("BROKER_REQUIRED_USER_SCOPE") {
         Some(scope) if is_claim_value(&scope) => Ok(Some(scope)),
-        Some(_) => Err(SettingsError::Invalid {
-            name: "BROKER_REQUIRED_USER_SCOPE",
-            reason: "expected one delegated scope name such as user_impersonation",
-        }),
+        Some(scope) => Err(SettingsError::invalid_value(
+            "BROKER_REQUIRED_USER_SCOPE",
+            &scope,
+            "expected one delegated scope name such as user_impersonation",
+        )),
         None => Ok(None),
     }
 }

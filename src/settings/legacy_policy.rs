@@ -72,9 +72,12 @@ pub(super) fn scope_list(
 ) -> Result<BTreeSet<TargetScope>, SettingsError> {
     split_list(text)
         .map(|item| {
-            TargetScope::parse(item).map_err(|_| SettingsError::Invalid {
-                name,
-                reason: "expected <https:// or api:// resource>/.default scopes separated by commas",
+            TargetScope::parse(item).map_err(|_| {
+                SettingsError::invalid_value(
+                    name,
+                    item,
+                    "expected <https:// or api:// resource>/.default scopes separated by commas",
+                )
             })
         })
         .collect()
@@ -92,10 +95,7 @@ pub(super) fn audiences(
         .collect();
     if let Some(text) = vars.get(NAME) {
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let invalid = SettingsError::Invalid {
-                name: NAME,
-                reason: REASON,
-            };
+            let invalid = SettingsError::invalid_value(NAME, entry, REASON);
             let (alias, scope) = entry.split_once('=').ok_or(invalid.clone())?;
             let (alias, scope) = (alias.trim(), scope.trim());
             if !is_alias(alias) {
@@ -128,11 +128,12 @@ pub(super) fn user_access(
         Some("allowlist") => UserAccess::Allowlist(oids.clone()),
         Some("app-role") => match &role {
             Some(role) if is_claim_value(role) => UserAccess::AppRole(role.clone()),
-            Some(_) => {
-                return Err(SettingsError::Invalid {
-                    name: "BROKER_USER_APP_ROLE",
-                    reason: "expected an app role value such as Broker.User",
-                });
+            Some(role) => {
+                return Err(SettingsError::invalid_value(
+                    "BROKER_USER_APP_ROLE",
+                    role,
+                    "expected an app role value such as Broker.User",
+                ));
             }
             None => {
                 return Err(SettingsError::Missing {
@@ -141,11 +142,12 @@ pub(super) fn user_access(
             }
         },
         Some("tenant") => UserAccess::Tenant,
-        Some(_) => {
-            return Err(SettingsError::Invalid {
-                name: NAME,
-                reason: "expected none, allowlist, app-role or tenant",
-            });
+        Some(other) => {
+            return Err(SettingsError::invalid_value(
+                NAME,
+                other,
+                "expected none, allowlist, app-role or tenant",
+            ));
         }
     };
     if !oids.is_empty() && !matches!(access, UserAccess::Allowlist(_)) {

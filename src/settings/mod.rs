@@ -1,7 +1,9 @@
 //! Every setting the broker reads, validated once at start-up. Nothing else reads the environment.
 //!
-//! A missing or malformed setting is an error naming the variable and the expected shape, never its
-//! value (it may be a secret); there is no silent fallback to a default on a parse failure.
+//! A missing or malformed setting is an error naming the variable and the expected shape. It quotes the
+//! value only for settings that never hold a secret, escaped and cut short (`excerpt`); secrets and
+//! URLs (which may carry credentials) are never quoted. There is no silent fallback to a default on a
+//! parse failure.
 
 //! One module per concern reads its settings: `entra` (authority and identity endpoint), `key_vault`,
 //! `credential` (the broker's credential), `legacy_policy`, `policy_document`, `server` (port and
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::broker::excerpt;
 use crate::broker::ids::{ClientId, ObjectId, TenantId};
 use crate::broker::scope::{AudienceMap, TargetScope};
 
@@ -54,6 +57,14 @@ pub enum SettingsError {
         name: &'static str,
         reason: &'static str,
     },
+    /// As `Invalid`, for a setting that never holds a secret: `value` is the offending value (or list
+    /// item), quoted by `excerpt::quoted`.
+    #[error("{name} is invalid ({value}): {reason}")]
+    InvalidValue {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     /// Settings of another credential kind than the one chosen; names only, never values.
     #[error("{} cannot be set with BROKER_CREDENTIAL={kind}", names.join(", "))]
     Contradicts {
@@ -63,6 +74,17 @@ pub enum SettingsError {
     /// Legacy policy settings set beside a policy document, which replaces them all.
     #[error("{by} replaces the legacy policy settings; remove {names}")]
     ReplacedByPolicy { by: &'static str, names: String },
+}
+
+impl SettingsError {
+    /// `Invalid`, quoting `value`: only for settings that never hold a secret.
+    fn invalid_value(name: &'static str, value: &str, reason: &'static str) -> Self {
+        Self::InvalidValue {
+            name,
+            value: excerpt::quoted(value),
+            reason,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -296,7 +318,32 @@ mod tests {
     fn malformed_tenant_id_is_named_in_the_error() {
         assert_eq!(
             error_of(&[("BROKER_TENANT_ID", "contoso")]),
-            "BROKER_TENANT_ID is invalid: expected a GUID"
+            "BROKER_TENANT_ID is invalid (\"contoso\"): expected a GUID"
+        );
+    }
+
+    #[test]
+    fn a_quoted_value_is_escaped_and_cut_short() {
+        let hostile = format!("\u{1b}[2K\r{}", "x".repeat(10_000));
+        let err = error_of(&[("BROKER_TENANT_ID", &hostile)]);
+        assert!(
+            err.starts_with("BROKER_TENANT_ID is invalid (\"\\u{1b}[2K\\rxxx"),
+            "{err}"
+        );
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.len() < 200, "{} bytes", err.len());
+    }
+
+    #[test]
+    fn urls_which_may_carry_credentials_are_never_quoted() {
+        let err = error_of(&[(
+            "BROKER_AUTHORITY_HOST",
+            "https://admin:hunter2@login.example/tenant",
+        )]);
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            err.starts_with("BROKER_AUTHORITY_HOST is invalid: expected"),
+            "{err}"
         );
     }
 
@@ -304,7 +351,7 @@ mod tests {
     fn malformed_optional_setting_is_an_error_not_a_default() {
         assert_eq!(
             error_of(&[("BROKER_TOKEN_MARGIN_SECONDS", "5m")]),
-            "BROKER_TOKEN_MARGIN_SECONDS is invalid: expected a whole number of seconds"
+            "BROKER_TOKEN_MARGIN_SECONDS is invalid (\"5m\"): expected a whole number of seconds"
         );
         assert_eq!(
             error_of(&[("BROKER_AUTHORITY_HOST", "http://login.microsoftonline.com")]),
@@ -352,7 +399,7 @@ mod tests {
         );
         assert_eq!(
             error_of(&[("BROKER_USER_ACCESS", "everyone")]),
-            "BROKER_USER_ACCESS is invalid: expected none, allowlist, app-role or tenant"
+            "BROKER_USER_ACCESS is invalid (\"everyone\"): expected none, allowlist, app-role or tenant"
         );
     }
 
@@ -424,7 +471,7 @@ mod tests {
         assert_eq!(settings.static_allowlist.len(), 2);
         assert_eq!(
             error_of(&[("BROKER_ALLOWED_MSI_OIDS", "not-a-guid")]),
-            "BROKER_ALLOWED_MSI_OIDS is invalid: expected GUIDs separated by commas or whitespace"
+            "BROKER_ALLOWED_MSI_OIDS is invalid (\"not-a-guid\"): expected GUIDs separated by commas or whitespace"
         );
     }
 }

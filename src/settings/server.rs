@@ -20,10 +20,11 @@ pub(super) fn max_connections(
     const REASON: &str = "expected a whole number of connections, from 16 to 100000";
     let count: usize = vars.parsed(NAME, 1024, REASON)?;
     if !(16..=100_000).contains(&count) {
-        return Err(SettingsError::Invalid {
-            name: NAME,
-            reason: REASON,
-        });
+        return Err(SettingsError::invalid_value(
+            NAME,
+            &count.to_string(),
+            REASON,
+        ));
     }
     Ok(count)
 }

@@ -23,10 +23,8 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 
     pub(super) fn required_guid(&self, name: &'static str) -> Result<Guid, SettingsError> {
         let text = self.get(name).ok_or(SettingsError::Missing { name })?;
-        text.parse().map_err(|_| SettingsError::Invalid {
-            name,
-            reason: "expected a GUID",
-        })
+        text.parse()
+            .map_err(|_| SettingsError::invalid_value(name, &text, "expected a GUID"))
     }
 
     pub(super) fn guid_list(&self, name: &'static str) -> Result<BTreeSet<Guid>, SettingsError> {
@@ -35,9 +33,12 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         };
         split_list(&text)
             .map(|item| {
-                item.parse().map_err(|_| SettingsError::Invalid {
-                    name,
-                    reason: "expected GUIDs separated by commas or whitespace",
+                item.parse().map_err(|_| {
+                    SettingsError::invalid_value(
+                        name,
+                        item,
+                        "expected GUIDs separated by commas or whitespace",
+                    )
                 })
             })
             .collect()
@@ -51,14 +52,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             {
                 Ok(Some(text))
             }
-            Some(_) => Err(SettingsError::Invalid {
+            // The name of a secret, not its value.
+            Some(text) => Err(SettingsError::invalid_value(
                 name,
-                reason: "expected a Key Vault secret name (1-127 letters, digits and dashes)",
-            }),
+                &text,
+                "expected a Key Vault secret name (1-127 letters, digits and dashes)",
+            )),
             None => Ok(None),
         }
     }
 
+    /// A number or other plain value: never a secret, so an error quotes it.
     pub(super) fn parsed<T: FromStr>(
         &self,
         name: &'static str,
@@ -68,7 +72,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         match self.get(name) {
             Some(text) => text
                 .parse()
-                .map_err(|_| SettingsError::Invalid { name, reason }),
+                .map_err(|_| SettingsError::invalid_value(name, &text, reason)),
             None => Ok(default),
         }
     }
@@ -86,7 +90,11 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         };
         let seconds: u64 = self.parsed(name, default, reason)?;
         if seconds < min || seconds > 86_400 * 7 {
-            return Err(SettingsError::Invalid { name, reason });
+            return Err(SettingsError::invalid_value(
+                name,
+                &seconds.to_string(),
+                reason,
+            ));
         }
         Ok(Duration::from_secs(seconds))
     }
@@ -94,10 +102,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     pub(super) fn positive(&self, name: &'static str, default: u32) -> Result<u32, SettingsError> {
         const REASON: &str = "expected a positive whole number of requests per minute";
         match self.parsed(name, default, REASON)? {
-            0 => Err(SettingsError::Invalid {
-                name,
-                reason: REASON,
-            }),
+            0 => Err(SettingsError::invalid_value(name, "0", REASON)),
             value => Ok(value),
         }
     }

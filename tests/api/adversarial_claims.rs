@@ -8,7 +8,7 @@ use crate::helpers::assertions::assert_corpus_rejected;
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{
-    BROKER_CLIENT_ID, FOREIGN_TENANT_ID, MSI_OID, TENANT_ID, USER_CLIENT_APP_ID,
+    BROKER_CLIENT_ID, FOREIGN_TENANT_ID, MSI_OID, TENANT_ID, USER_CLIENT_APP_ID, sql_request,
 };
 use crate::helpers::tokens::unix_now;
 
@@ -248,9 +248,30 @@ async fn tokens_that_are_not_a_callers_access_token_are_401_with_their_reason() 
                 msi(json!({"scp": "user_impersonation"})),
                 "ambiguous_identity",
             ),
+            (
+                "a user token without scp or idtyp, with an app role",
+                user(json!({"scp": null, "idtyp": null, "roles": ["Broker.Ingest"]})),
+                "ambiguous_identity",
+            ),
+            (
+                "an app token without idtyp whose subject is not its object id",
+                msi(json!({"idtyp": null, "sub": USER_CLIENT_APP_ID})),
+                "ambiguous_identity",
+            ),
         ],
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_app_token_without_idtyp_is_an_app_when_its_subject_is_its_object_id() {
+    let emulator = TestEmulator::start().await;
+    let broker = TestBroker::spawn(&emulator).await;
+    let token = emulator.mint(msi(json!({"idtyp": null}))).await;
+
+    let response = broker.get_sp_token(&token, sql_request()).await;
+
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]

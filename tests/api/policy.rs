@@ -8,7 +8,7 @@ use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{SQL_SCOPE, sql_request};
 use crate::helpers::policy::{
-    FABRIC_SCOPE, POLICY_SECRET, STORAGE_SCOPE, analyst_token, broker_with_policy,
+    ANALYSTS_GROUP, FABRIC_SCOPE, POLICY_SECRET, STORAGE_SCOPE, analyst_token, broker_with_policy,
     example_document, health_when, ingest_token, overage_analyst_token, sales_token,
     stranger_token,
 };
@@ -265,6 +265,84 @@ async fn an_invalid_document_is_refused_and_the_old_one_keeps_deciding() {
         broker.get_sp_token(&sales, sql_request()).await.status(),
         200
     );
+}
+
+#[tokio::test]
+async fn refused_document_keys_reach_health_and_logs_only_as_short_names() {
+    // Arrange
+    let emulator = TestEmulator::start().await;
+    let broker = broker_with_policy(&emulator, &example_document(7)).await;
+    let planted = "client_secret=Pl4nted-S3cret-Value";
+    let huge = format!("{}\u{1b}[2K\rvalid", "k".repeat(200_000));
+    let cases = [
+        (8, planted, "grants[0].client_secret…".to_owned()),
+        (9, huge.as_str(), format!("grants[0].{}…", "k".repeat(32))),
+    ];
+    for (revision, key, shown) in cases {
+        // Act: a higher revision with an unknown field.
+        let mut document = example_document(revision);
+        document["grants"][0][key] = json!(1);
+        emulator
+            .set_secret(POLICY_SECRET, &document.to_string())
+            .await;
+        let health = health_when(&broker, |h| {
+            h["policy"]["last_refusal"]
+                .as_str()
+                .is_some_and(|refusal| refusal.contains(&shown))
+        })
+        .await;
+
+        // Assert: a short name and a fixed sentence, a few hundred bytes in all.
+        let refusal = health["policy"]["last_refusal"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(refusal.contains(&shown), "{refusal:.400}");
+        assert!(
+            refusal.len() <= 300,
+            "{} bytes: {refusal:.400}",
+            refusal.len()
+        );
+        let text = health.to_string();
+        assert!(text.len() < 2_000, "health grew to {} bytes", text.len());
+        for leaked in ["client_secret=", "Pl4nted", "\\u001b"] {
+            assert!(!text.contains(leaked), "{leaked} in {text:.400}");
+        }
+    }
+    let logs = broker.all_lines().join("\n");
+    for leaked in [
+        "client_secret=",
+        "Pl4nted",
+        "\u{1b}",
+        "\\u001b",
+        &"k".repeat(100),
+    ] {
+        assert!(!logs.contains(leaked), "{leaked:.20} in the logs");
+    }
+}
+
+#[tokio::test]
+async fn overage_markers_beside_a_groups_claim_match_no_group_grant() {
+    // Arrange
+    let emulator = TestEmulator::start().await;
+    let broker = broker_with_policy(&emulator, &example_document(7)).await;
+    let fabric = json!({"audience": "fabric_api"});
+    let member = analyst_token(&emulator).await;
+    assert_eq!(broker.token(&member, fabric.clone()).await.status(), 200);
+    let endpoint = "https://graph.microsoft.com/v1.0/users/u/getMemberObjects";
+    for marker in [
+        json!({"hasgroups": true}),
+        json!({"_claim_names": {"groups": "src1"}}),
+        json!({"_claim_sources": {"src1": {"endpoint": endpoint}}}),
+    ] {
+        // Act: the analyst's groups claim, and a marker saying it is not the whole list.
+        let token = emulator
+            .mint(json!({"groups": [ANALYSTS_GROUP], "claims": marker}))
+            .await;
+        let response = broker.token(&token, fabric.clone()).await;
+
+        // Assert: only the tenant-wide grant matches, and it does not cover Fabric.
+        assert_error(response, 403, "scope_not_allowed").await;
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //! `policy check` validates a document and `policy explain` says allow or deny, and why.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{USER_OID, new_guid};
@@ -94,9 +96,9 @@ fn check_lists_every_error_with_its_json_path_and_exits_1() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("invalid, 3 error(s)"), "{out}");
     for at in [
-        "grants[0].apps[0]:",
-        "grants[1].audiences[0]:",
-        "grants[3].name: repeats",
+        "grants[0].apps[0]: \"not-a-guid\" is not an object id",
+        "grants[1].audiences[0]: \"nowhere\" is not an alias",
+        "grants[3].name: \"sales-workspace-sql\" repeats",
     ] {
         assert!(out.contains(at), "missing {at}: {out}");
     }
@@ -117,6 +119,141 @@ fn check_names_an_unknown_field_by_path() {
         out.contains("grant: does not match the document schema"),
         "{out}"
     );
+}
+
+/// Whether `text` holds a control character other than the line breaks the checker writes itself.
+fn has_control_character(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\n')
+}
+
+#[test]
+fn check_prints_document_text_and_file_names_escaped() {
+    let scratch = Scratch::new();
+    // A value that would erase the line and redraw it as "valid", in a file named likewise.
+    let redraw = "\u{1b}[2K\rpolicy.json: valid";
+    let mut document = example_document(7);
+    document["grants"][1]["audiences"] = serde_json::json!([redraw]);
+    let bad_value = scratch.file("bad\u{1b}[1Avalue.json", &document.to_string());
+    let bad_key = scratch.file(
+        "bad-key.json",
+        &format!(
+            r#"{{"revision": 1, "grants": [], "{}": 1}}"#,
+            "\\u001b]0;owned\\u0007"
+        ),
+    );
+
+    for file in [bad_value, bad_key] {
+        let (code, out) = policy(&["check", path(&file)]);
+
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("invalid, 1 error(s)"), "{out}");
+        assert!(!has_control_character(&out), "{out:?}");
+    }
+    let (_, out) = policy(&["check", path(&scratch.0.join("bad\u{1b}[1Avalue.json"))]);
+    assert!(out.contains("bad\\u{1b}[1Avalue.json: invalid"), "{out}");
+    assert!(
+        out.contains(r#"grants[1].audiences[0]: "\u{1b}[2K\rpolicy.json: valid" is not an alias"#),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_refuses_null_where_a_value_is_expected() {
+    let scratch = Scratch::new();
+    let mut document = example_document(7);
+    document["grants"][3]["apps"] = serde_json::Value::Null;
+    let file = scratch.file("null.json", &document.to_string());
+
+    let (code, out) = policy(&["check", path(&file)]);
+
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("grants[3].apps: does not match the document schema"),
+        "{out}"
+    );
+}
+
+/// `token-broker policy <args>` that must exit by itself; if it blocks, `unblock` runs (so the child
+/// can end) and the test fails.
+fn policy_without_blocking(args: &[&str], unblock: impl FnOnce()) -> (i32, String) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_token-broker"))
+        .env_clear()
+        .arg("policy")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run token-broker policy");
+    let (done, outcome) = mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    let Ok(output) = outcome.recv_timeout(Duration::from_secs(60)) else {
+        unblock();
+        panic!("token-broker policy {args:?} blocked");
+    };
+    let output = output.expect("token-broker policy output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().expect("an exit code"), text)
+}
+
+/// A FIFO at `path`, which nothing ever writes to.
+fn fifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo failed");
+}
+
+/// Opens the FIFO for writing and closes it, which ends a reader blocked on it.
+fn release(path: &Path) {
+    let _ = std::fs::OpenOptions::new().write(true).open(path);
+}
+
+#[test]
+fn check_and_explain_refuse_a_fifo_without_blocking() {
+    let scratch = Scratch::new();
+    let document = example(&scratch);
+    let pipe = scratch.0.join("pipe");
+    fifo(&pipe);
+
+    let (code, out) = policy_without_blocking(&["check", path(&pipe)], || release(&pipe));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not a regular file"), "{out}");
+
+    let args = [
+        "explain",
+        path(&document),
+        "--token",
+        path(&pipe),
+        "--audience",
+        "sql",
+    ];
+    let (code, out) = policy_without_blocking(&args, || release(&pipe));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not a regular file"), "{out}");
+}
+
+#[test]
+fn explain_refuses_a_token_longer_than_the_route_accepts() {
+    let scratch = Scratch::new();
+    let document = example(&scratch);
+    let token = scratch.file("token.jwt", &"a".repeat(16 * 1024 + 1));
+
+    let (code, out) = policy(&[
+        "explain",
+        path(&document),
+        "--token",
+        path(&token),
+        "--audience",
+        "sql",
+    ]);
+
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("longer than the 16384 bytes"), "{out}");
 }
 
 #[test]

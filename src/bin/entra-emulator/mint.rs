@@ -135,7 +135,8 @@ fn claims(state: &State, request: &MintRequest, kind: Kind, version: u8) -> Clai
         "aio": ids::random_b64url(42),
         "oid": oid,
         "rh": format!("0.A{}.", ids::random_b64url(48)),
-        "sub": pairwise_subject(&oid, &appid),
+        // App-only tokens name the app itself; user tokens carry a pairwise subject.
+        "sub": if kind == Kind::User { pairwise_subject(&oid, &appid) } else { oid.clone() },
         "tid": tenant,
         "uti": ids::random_b64url(16),
         "ver": if version == 2 { "2.0" } else { "1.0" },

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::broker::Lane;
+use crate::broker::excerpt;
 use crate::broker::ids::ObjectId;
 use crate::broker::policy::document::{
     self, DocumentError, RawApps, RawDocument, RawGrant, RawLane, RawUsers,
@@ -26,7 +27,11 @@ pub fn compile(raw: &RawDocument) -> Result<Policy, Vec<DocumentError>> {
     for (index, grant) in raw.grants.iter().enumerate() {
         let at = format!("grants[{index}]");
         if first_index.insert(&grant.name, index).is_some() {
-            errors.add(format!("{at}.name"), "repeats the name of an earlier grant");
+            errors.add_quoting(
+                format!("{at}.name"),
+                "repeats the name of an earlier grant",
+                &grant.name,
+            );
         }
         if let Some(grant) = compile_grant(grant, &at, &audiences, &mut errors) {
             grants.push(grant);
@@ -44,9 +49,19 @@ struct Errors(Vec<DocumentError>);
 
 impl Errors {
     fn add(&mut self, path: String, problem: &'static str) {
+        self.push(path, problem, None);
+    }
+
+    /// A problem with a value, which the offline checker quotes (escaped and cut short).
+    fn add_quoting(&mut self, path: String, problem: &'static str, value: &str) {
+        self.push(path, problem, Some(excerpt::quoted(value)));
+    }
+
+    fn push(&mut self, path: String, problem: &'static str, value: Option<String>) {
         self.0.push(DocumentError {
             path,
             problem,
+            value,
             detail: None,
         });
     }
@@ -76,10 +91,11 @@ fn audiences(
     let mut map = BTreeMap::new();
     for (alias, scope) in listed {
         if !is_alias(alias) {
-            // The key itself is not echoed: it is not a well-formed alias.
-            errors.add(
+            // Not in the path: the key is not a well-formed alias, so it is not a name a path may show.
+            errors.add_quoting(
                 "audiences".into(),
-                "has a key that is not an alias (1-64 of a-z 0-9 _ -)",
+                "is a key that is not an alias (1-64 of a-z 0-9 _ -)",
+                alias,
             );
             continue;
         }
@@ -87,9 +103,10 @@ fn audiences(
             Ok(scope) => {
                 map.insert(alias.clone(), scope);
             }
-            Err(_) => errors.add(
+            Err(_) => errors.add_quoting(
                 format!("audiences.{alias}"),
                 "is not one <https:// or api:// resource>/.default scope",
+                scope,
             ),
         }
     }
@@ -103,9 +120,10 @@ fn compile_grant(
     errors: &mut Errors,
 ) -> Option<Grant> {
     if !is_grant_name(&raw.name) {
-        errors.add(
+        errors.add_quoting(
             format!("{at}.name"),
             "is not a grant name (1-64 of A-Z a-z 0-9 . _ -)",
+            &raw.name,
         );
     }
     let lane = match raw.lane {
@@ -138,9 +156,10 @@ fn compile_grant(
                 allowed.insert(scope.clone());
                 scopes.push(scope);
             }
-            Err(_) => errors.add(
+            Err(_) => errors.add_quoting(
                 format!("{at}.scopes[{index}]"),
                 "is not one <https:// or api:// resource>/.default scope",
+                text,
             ),
         }
     }
@@ -149,9 +168,10 @@ fn compile_grant(
             Some(scope) => {
                 allowed.insert(scope.clone());
             }
-            None => errors.add(
+            None => errors.add_quoting(
                 format!("{at}.audiences[{index}]"),
                 "is not an alias defined in audiences (or built in, when audiences is absent)",
+                alias,
             ),
         }
     }
@@ -218,7 +238,11 @@ fn oid_set(texts: &[String], at: &str, errors: &mut Errors) -> Option<HashSet<Ob
                 oids.insert(oid);
             }
             Err(_) => {
-                errors.add(format!("{at}[{index}]"), "is not an object id (a GUID)");
+                errors.add_quoting(
+                    format!("{at}[{index}]"),
+                    "is not an object id (a GUID)",
+                    text,
+                );
                 valid = false;
             }
         }
@@ -231,9 +255,10 @@ fn role_value(text: &str, at: &str, errors: &mut Errors) -> Option<String> {
     if (1..=120).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
         Some(text.to_owned())
     } else {
-        errors.add(
+        errors.add_quoting(
             at.to_owned(),
             "is not an app role value (printable ASCII, no spaces)",
+            text,
         );
         None
     }

@@ -62,8 +62,9 @@ pub enum UserMatch {
     Tenant,
     Oids(HashSet<ObjectId>),
     AppRole(String),
-    /// Membership from the token's `groups` claim. A token with group overage lists no groups, so it
-    /// matches no group grant: the broker makes no Graph calls.
+    /// Membership from the token's `groups` claim. A token with group overage markers matches no group
+    /// grant, whatever its `groups` claim says: its list is not the whole membership, and the broker
+    /// makes no Graph calls.
     Groups(HashSet<ObjectId>),
 }
 
@@ -89,7 +90,9 @@ impl Callers {
                 UserMatch::Tenant => true,
                 UserMatch::Oids(oids) => oids.contains(&caller.oid),
                 UserMatch::AppRole(role) => has_role(role),
-                UserMatch::Groups(groups) => caller.groups.iter().any(|g| groups.contains(g)),
+                UserMatch::Groups(groups) => {
+                    !caller.group_overage && caller.groups.iter().any(|g| groups.contains(g))
+                }
             },
             _ => false,
         })
@@ -272,9 +275,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn group_overage_matches_no_group_grant() {
+    fn group_overage_matches_no_group_grant_even_beside_a_groups_claim() {
         let policy = policy();
-        let mut overage = caller(CallerKind::User, ANA, &[], &[]);
+        let mut overage = caller(CallerKind::User, ANA, &[], &[GROUP]);
         overage.group_overage = true;
         assert!(policy.grants_for(&overage).unwrap().is_empty());
     }
