@@ -64,9 +64,12 @@ pub(super) fn resource_identity_client_id(
 ) -> Result<Option<ClientId>, SettingsError> {
     const NAME: &str = "BROKER_RESOURCE_IDENTITY_CLIENT_ID";
     match vars.get(NAME) {
-        Some(text) => text.parse().map(Some).map_err(|_| SettingsError::Invalid {
-            name: NAME,
-            reason: "expected the user-assigned identity's client id (a GUID)",
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            SettingsError::invalid_value(
+                NAME,
+                &text,
+                "expected the user-assigned identity's client id (a GUID)",
+            )
         }),
         None => Ok(federated.cloned()),
     }

@@ -299,10 +299,10 @@ mod tests {
     }
 
     #[test]
-    fn malformed_resource_identity_is_named_never_quoted() {
+    fn malformed_resource_identity_is_named_and_quoted() {
         assert_eq!(
             error_of(&[("BROKER_RESOURCE_IDENTITY_CLIENT_ID", "token-broker-id")]),
-            "BROKER_RESOURCE_IDENTITY_CLIENT_ID is invalid: expected the user-assigned identity's client id (a GUID)"
+            "BROKER_RESOURCE_IDENTITY_CLIENT_ID is invalid (\"token-broker-id\"): expected the user-assigned identity's client id (a GUID)"
         );
     }
 
