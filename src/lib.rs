@@ -6,7 +6,8 @@
 //!
 //! - `settings`: every setting, validated once at start-up, one module per concern.
 //! - `runtime`: the wiring: building the core, first loads and serving (`app`), the background refresh
-//!   loops (`refresh`), the client-certificate loader (`certificate_loader`).
+//!   loops (`refresh`), the client-certificate loader (`certificate_loader`), the policy document's
+//!   reads under a timeout (`policy_loader`).
 //! - `http`: the route table, wire DTOs, request rules, errors mapped to HTTP in one place.
 //! - `broker`: the core (validation, policy, exchanges, caches); knows nothing of warp or settings.
 //! - `azure`: Key Vault through the Function App's managed identity, and the user-assigned identity's

@@ -6,6 +6,7 @@
 //! When Key Vault refuses the identity's token, the token is dropped and the read retried once with a
 //! fresh one (see `is_token_refused`).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -87,26 +88,33 @@ impl VaultReader {
 
     /// The secret's current value and content type.
     pub async fn read_typed(&self, name: &str) -> Result<VaultSecret, LoadFailure> {
-        let result = match self.read_once(name).await {
+        let read = self
+            .call(name, |client| async move {
+                secret_value(client.get_secret(name, None).await)
+            })
+            .await;
+        value_of(name, read)
+    }
+
+    /// Runs one Key Vault call; when Key Vault refuses the identity's token, drops the token and runs
+    /// the call once more with a fresh one.
+    pub(crate) async fn call<T, F, Fut>(&self, name: &str, call: F) -> azure_core::Result<T>
+    where
+        F: Fn(Arc<SecretClient>) -> Fut,
+        Fut: Future<Output = azure_core::Result<T>>,
+    {
+        match call(self.client.load_full()).await {
             Err(err) if is_token_refused(&err) => {
                 tracing::info!(
                     secret = name,
                     status = err.http_status().map(u16::from),
                     "Key Vault refused the managed identity's token; retrying once with a fresh token"
                 );
-                match self.renew() {
-                    Ok(()) => self.read_once(name).await,
-                    Err(renew_err) => Err(renew_err),
-                }
+                self.renew()?;
+                call(self.client.load_full()).await
             }
             other => other,
-        };
-        value_of(name, result)
-    }
-
-    async fn read_once(&self, name: &str) -> azure_core::Result<ValueAndType> {
-        let client = self.client.load_full();
-        secret_value(client.get_secret(name, None).await)
+        }
     }
 
     /// Drops the identity's cached token and the client's, so the next read asks the identity endpoint.
@@ -186,7 +194,7 @@ pub(crate) fn value_of(
         })
 }
 
-fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
+pub(crate) fn classify(name: &str, err: &azure_core::Error) -> LoadFailure {
     let status = err.http_status();
     let failure = match status {
         Some(

@@ -74,6 +74,8 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
             "revision": policy.revision,
             "grants": policy.grants,
             "last_refusal": policy.last_refusal,
+            "version": policy.version,
+            "refused_version": policy.refused_version,
         }), &policy.freshness),
         "token_cache_entries": broker.cache.len(),
         "counters": broker.metrics.snapshot(),

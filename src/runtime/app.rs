@@ -27,6 +27,7 @@ use crate::broker::validation::CallerValidator;
 use crate::broker::{Broker, BrokerParts};
 use crate::http::server::{self, ServerLimits};
 use crate::runtime::certificate_loader::{FileCertificate, VaultCertificate};
+use crate::runtime::policy_loader::{FilePolicy, VaultPolicy};
 use crate::runtime::refresh::{self, VaultSources};
 use crate::settings::{
     CertificateSource, ClientSecretSource, CredentialSettings, PolicyDocumentSource, Settings,
@@ -84,8 +85,10 @@ impl App {
                 .policy_document
                 .is_none()
                 .then(|| settings.allowlist_secret_name.clone()),
-            policy_secret: match &settings.policy_document {
-                Some(PolicyDocumentSource::KeyVault { name }) => Some(name.clone()),
+            policy: match &settings.policy_document {
+                Some(PolicyDocumentSource::KeyVault { name }) => {
+                    Some(VaultPolicy::new(name.clone()))
+                }
                 _ => None,
             },
             client_secret: match &settings.credential {
@@ -111,7 +114,9 @@ impl App {
             })?;
 
         let policy_file = match &settings.policy_document {
-            Some(PolicyDocumentSource::File { path }) => Some(path.clone()),
+            Some(PolicyDocumentSource::File { path }) => {
+                Some(Arc::new(FilePolicy::new(path.clone())))
+            }
             _ => None,
         };
 
@@ -129,8 +134,8 @@ impl App {
                 }
             };
             let file = async {
-                if let Some(path) = &policy_file {
-                    refresh::load_policy_file_until_loaded(&broker, path).await;
+                if let Some(file) = &policy_file {
+                    refresh::load_policy_file_until_loaded(&broker, file).await;
                 }
             };
             tokio::join!(
@@ -153,8 +158,8 @@ impl App {
         if let Some(loader) = certificate {
             refresh::spawn_certificate_refresh(broker.clone(), loader, settings.allowlist_refresh);
         }
-        if let Some(path) = policy_file {
-            refresh::spawn_policy_file_refresh(broker.clone(), path, settings.allowlist_refresh);
+        if let Some(file) = policy_file {
+            refresh::spawn_policy_file_refresh(broker.clone(), file, settings.allowlist_refresh);
         }
         refresh::spawn_housekeeping(broker.clone(), HOUSEKEEPING);
 

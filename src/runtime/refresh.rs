@@ -3,7 +3,6 @@
 //! policy file and the client certificate, and the retried first loads that start-up waits for. A
 //! failure keeps the last good value.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use crate::broker::Broker;
 use crate::broker::credential::{CertificateLoader, ClientCredential};
 use crate::broker::error::LoadFailure;
 use crate::broker::metrics::Metrics;
-use crate::broker::policy::document;
+use crate::runtime::policy_loader::{FilePolicy, VaultPolicy};
 
 /// Retry delay while a value has never loaded.
 const FIRST_LOAD_RETRY: Duration = Duration::from_secs(2);
@@ -59,7 +58,8 @@ pub struct VaultSources {
     pub reader: Arc<VaultReader>,
     /// The legacy allowlist secret (None when a policy document replaces it).
     pub allowlist_secret: Option<String>,
-    pub policy_secret: Option<String>,
+    /// The policy document's secret, read through its version history.
+    pub policy: Option<VaultPolicy>,
     pub client_secret: Option<String>,
 }
 
@@ -69,11 +69,10 @@ pub async fn load_vault(broker: &Broker, sources: &VaultSources) {
         let read = read_secret(broker, sources, name).await;
         allowlist.apply(read.map(|text| text.expose().to_owned()));
     }
-    if let Some(name) = &sources.policy_secret {
-        let read = read_secret(broker, sources, name).await;
-        broker
-            .policy
-            .apply(read.map(|text| text.expose().as_bytes().to_vec()));
+    if let Some(policy) = &sources.policy {
+        policy
+            .load(&sources.reader, &broker.metrics, &broker.policy)
+            .await;
     }
     if let Some(name) = &sources.client_secret {
         Metrics::add(&broker.metrics.key_vault_reads);
@@ -132,25 +131,10 @@ pub fn spawn_vault_refresh(broker: Arc<Broker>, sources: VaultSources, every: Du
     });
 }
 
-/// Reads the policy file once and applies it.
-pub async fn load_policy_file(broker: &Broker, path: &Path) {
-    let path = path.to_owned();
-    let read = tokio::task::spawn_blocking(move || document::read_file(&path)).await;
-    let read = match read {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(err)) => {
-            tracing::warn!(kind = %err.kind(), "policy file could not be read");
-            Err(LoadFailure::Misconfigured)
-        }
-        Err(_) => Err(LoadFailure::Misconfigured),
-    };
-    broker.policy.apply(read);
-}
-
 /// Reads the policy file, retrying until it loads; start-up bounds how long it waits.
-pub async fn load_policy_file_until_loaded(broker: &Broker, path: &Path) {
+pub async fn load_policy_file_until_loaded(broker: &Broker, file: &FilePolicy) {
     loop {
-        load_policy_file(broker, path).await;
+        file.load(&broker.policy).await;
         if broker.policy.is_loaded() {
             return;
         }
@@ -158,7 +142,7 @@ pub async fn load_policy_file_until_loaded(broker: &Broker, path: &Path) {
     }
 }
 
-pub fn spawn_policy_file_refresh(broker: Arc<Broker>, path: PathBuf, every: Duration) {
+pub fn spawn_policy_file_refresh(broker: Arc<Broker>, file: Arc<FilePolicy>, every: Duration) {
     tokio::spawn(async move {
         loop {
             let loaded = broker.policy.is_loaded();
@@ -168,7 +152,7 @@ pub fn spawn_policy_file_refresh(broker: Arc<Broker>, path: PathBuf, every: Dura
                 FIRST_LOAD_RETRY.min(every)
             })
             .await;
-            load_policy_file(&broker, &path).await;
+            file.load(&broker.policy).await;
         }
     });
 }

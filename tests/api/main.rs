@@ -23,6 +23,7 @@ mod openapi;
 mod package;
 mod policy;
 mod policy_cli;
+mod policy_sources;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;

@@ -9,7 +9,7 @@ use crate::identities::{BROKER_IDENTITY_OID, TENANT_ID, TOKEN_EXCHANGE_AUDIENCE}
 use crate::keys::SigningKey;
 use crate::mint::{self, MintRequest};
 use crate::state::State;
-use crate::vault::Vault;
+use crate::vault::{MAX_PAGE_SIZE, Vault};
 use crate::{app_credentials, clock, ids};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -333,8 +333,15 @@ fn settings(state: &State, request: &Request) -> Result<Value, Refusal> {
     #[serde(deny_unknown_fields)]
     struct Settings {
         token_lifetime_seconds: Option<i64>,
+        key_vault_page_size: Option<usize>,
     }
     let settings: Settings = body(request)?;
+    if let Some(size) = settings.key_vault_page_size {
+        if !(1..=MAX_PAGE_SIZE).contains(&size) {
+            return Err(bad_request("key_vault_page_size must be between 1 and 25"));
+        }
+        state.vault().page_size = size;
+    }
     let mut directory = state.directory();
     if let Some(lifetime) = settings.token_lifetime_seconds {
         if !(1..=86_400).contains(&lifetime) {
@@ -344,5 +351,8 @@ fn settings(state: &State, request: &Request) -> Result<Value, Refusal> {
         }
         directory.token_lifetime = lifetime;
     }
-    Ok(json!({"token_lifetime_seconds": directory.token_lifetime}))
+    Ok(json!({
+        "token_lifetime_seconds": directory.token_lifetime,
+        "key_vault_page_size": state.vault().page_size,
+    }))
 }

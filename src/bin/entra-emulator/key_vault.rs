@@ -1,4 +1,5 @@
-//! Key Vault secrets `GET /secrets/{name}[/{version}]?api-version=..`: the bearer challenge (401 with
+//! Key Vault secrets `GET /secrets/{name}[/{version}]?api-version=..` (the version list is in
+//! `key_vault_list`): the bearer challenge (401 with
 //! `WWW-Authenticate`), token validation (signature by a published key, lifetime with 5 minutes of skew,
 //! issuer/tenant, `aud` https://vault.azure.net), RBAC (only the Function App's identities may read), then the
 //! secret, counted per reading identity. Error bodies are Key Vault's `{"error":{"code","message"}}` with
@@ -12,6 +13,7 @@ use crate::identities::{
 use crate::jwt::{Jwt, VerifyError};
 use crate::state::State;
 use crate::stats::Counter;
+use crate::vault::SecretVersion;
 use crate::{clock, ids};
 use serde_json::{Value, json};
 use warp::http::{Method, StatusCode};
@@ -58,49 +60,10 @@ pub fn internal_error() -> Response {
 }
 
 pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str>) -> Response {
-    if request.method != Method::GET {
-        return error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "BadRequest",
-            "The requested method is not supported for this resource.",
-        );
-    }
-    let caller = match authenticate(state, request) {
-        Ok(caller) => caller,
-        Err(message) => {
-            if request.header("authorization").is_some() {
-                state.stats.bump(Counter::KeyVaultTokenRefused);
-            }
-            return unauthorized(state, &message);
-        }
+    let reader = match admit(state, request, name) {
+        Ok(reader) => reader,
+        Err(refusal) => return refusal,
     };
-    // The Function App's identities (system-assigned, and the user-assigned broker and resource
-    // identities) hold the Key Vault Secrets User role; nobody else does.
-    if ![FUNCTION_MI_OID, BROKER_IDENTITY_OID, RESOURCE_IDENTITY_OID].contains(&caller.oid.as_str())
-    {
-        return forbidden(&caller, name);
-    }
-    let query = request.query_pairs();
-    let api_version = query
-        .iter()
-        .find(|(key, _)| key == "api-version")
-        .map(|(_, value)| value.as_str());
-    match api_version {
-        None | Some("") => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BadParameter",
-                "The api-version query parameter is required.",
-            );
-        }
-        Some(given) if !KEY_VAULT_API_VERSIONS.contains(&given) => {
-            let message = format!(
-                "The specified version ({given}) is not recognized. Consider using the latest supported version (2025-07-01)."
-            );
-            return error(StatusCode::BAD_REQUEST, "BadParameter", &message);
-        }
-        Some(_) => {}
-    }
     let Some(secret) = state.vault().get(name, version) else {
         let id = version.map_or_else(|| name.to_owned(), |version| format!("{name}/{version}"));
         let message = format!(
@@ -110,25 +73,77 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
         );
         return error(StatusCode::NOT_FOUND, "SecretNotFound", &message);
     };
-    state.stats.key_vault_read_by(&caller.oid);
+    state.stats.key_vault_read_by(&reader);
     let mut response = http::json(
         StatusCode::OK,
         &json!({
             "value": secret.value,
             "contentType": secret.content_type,
             "id": format!("{}secrets/{}/{}", state.config.vault_url, secret.name, secret.version),
-            "attributes": {
-                "enabled": true,
-                "created": secret.created,
-                "updated": secret.created,
-                "recoveryLevel": "Recoverable+Purgeable",
-                "recoverableDays": 90,
-            },
+            "attributes": attributes(&secret),
             "tags": {},
         }),
     );
     http::set_header(&mut response, "cache-control", "no-cache");
     response
+}
+
+/// What every secrets route checks first, in Key Vault's order: the method (only GET here), the bearer
+/// token, RBAC, then `api-version`. `Ok` is the caller's object id, `Err` the refusal to send.
+pub fn admit(state: &State, request: &Request, name: &str) -> Result<String, Response> {
+    if request.method != Method::GET {
+        return Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BadRequest",
+            "The requested method is not supported for this resource.",
+        ));
+    }
+    let caller = match authenticate(state, request) {
+        Ok(caller) => caller,
+        Err(message) => {
+            if request.header("authorization").is_some() {
+                state.stats.bump(Counter::KeyVaultTokenRefused);
+            }
+            return Err(unauthorized(state, &message));
+        }
+    };
+    // The Function App's identities (system-assigned, and the user-assigned broker and resource
+    // identities) hold the Key Vault Secrets User role (get and list); nobody else does.
+    if ![FUNCTION_MI_OID, BROKER_IDENTITY_OID, RESOURCE_IDENTITY_OID].contains(&caller.oid.as_str())
+    {
+        return Err(forbidden(&caller, name));
+    }
+    let query = request.query_pairs();
+    let api_version = query
+        .iter()
+        .find(|(key, _)| key == "api-version")
+        .map(|(_, value)| value.as_str());
+    match api_version {
+        None | Some("") => Err(bad_parameter(
+            "The api-version query parameter is required.",
+        )),
+        Some(given) if !KEY_VAULT_API_VERSIONS.contains(&given) => Err(bad_parameter(&format!(
+            "The specified version ({given}) is not recognized. Consider using the latest supported version (2025-07-01)."
+        ))),
+        Some(_) => Ok(caller.oid),
+    }
+}
+
+/// 400 BadParameter, as Key Vault answers a malformed query.
+pub fn bad_parameter(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "BadParameter", message)
+}
+
+/// A version's `attributes`, as Key Vault gives them on a read and in a list (every version is
+/// enabled, with neither `exp` nor `nbf`).
+pub fn attributes(secret: &SecretVersion) -> Value {
+    json!({
+        "enabled": true,
+        "created": secret.created,
+        "updated": secret.created,
+        "recoveryLevel": "Recoverable+Purgeable",
+        "recoverableDays": 90,
+    })
 }
 
 /// Who the bearer token says is calling.

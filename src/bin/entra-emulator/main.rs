@@ -20,6 +20,7 @@ mod ids;
 mod issue;
 mod jwt;
 mod key_vault;
+mod key_vault_list;
 mod keys;
 mod log;
 mod managed_identity;

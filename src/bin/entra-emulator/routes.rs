@@ -6,7 +6,9 @@ use crate::faults::{Fault, Mode, Target};
 use crate::http::{self, Listener, Request, Response};
 use crate::state::State;
 use crate::stats::Counter;
-use crate::{aadsts, control, discovery, key_vault, log, managed_identity, token_route};
+use crate::{
+    aadsts, control, discovery, key_vault, key_vault_list, log, managed_identity, token_route,
+};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use warp::http::StatusCode;
@@ -28,6 +30,9 @@ enum Route<'a> {
         name: &'a str,
         version: Option<&'a str>,
     },
+    KeyVaultVersions {
+        name: &'a str,
+    },
     Identity,
     Control(Vec<&'a str>),
     NotFound,
@@ -40,6 +45,9 @@ fn classify<'a>(listener: Listener, segments: &[&'a str]) -> Route<'a> {
             name,
             version: None,
         },
+        (Listener::Https, [s, name, v]) if is(s, "secrets") && is(v, "versions") => {
+            Route::KeyVaultVersions { name }
+        }
         (Listener::Https, [s, name, version]) if is(s, "secrets") => Route::KeyVault {
             name,
             version: Some(version),
@@ -81,7 +89,7 @@ impl Route<'_> {
             Self::Discovery { .. } => Some(Target::Discovery),
             Self::Jwks { .. } => Some(Target::Jwks),
             Self::Token { .. } => Some(Target::Token),
-            Self::KeyVault { .. } => Some(Target::KeyVault),
+            Self::KeyVault { .. } | Self::KeyVaultVersions { .. } => Some(Target::KeyVault),
             Self::Identity => Some(Target::Identity),
             Self::Control(_) | Self::NotFound => None,
         }
@@ -93,7 +101,7 @@ impl Route<'_> {
             Self::Discovery { .. } => Some(Counter::Discovery),
             Self::Jwks { .. } => Some(Counter::Jwks),
             Self::Token { .. } => Some(token_route::counter(request)),
-            Self::KeyVault { .. } => Some(Counter::KeyVault),
+            Self::KeyVault { .. } | Self::KeyVaultVersions { .. } => Some(Counter::KeyVault),
             Self::Identity => Some(Counter::Identity),
             Self::Control(_) | Self::NotFound => None,
         }
@@ -158,6 +166,7 @@ async fn answer(state: &State, request: &Request, route: &Route<'_>) -> Response
         Route::Jwks { tenant, v2 } => discovery::keys(state, request, tenant, *v2),
         Route::Token { tenant } => token_route::handle(state, request, tenant),
         Route::KeyVault { name, version } => key_vault::handle(state, request, name, *version),
+        Route::KeyVaultVersions { name } => key_vault_list::handle(state, request, name),
         Route::Identity => managed_identity::handle(state, request),
         Route::Control(rest) => control::handle(state, request, rest).await,
         Route::NotFound => http::json(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),

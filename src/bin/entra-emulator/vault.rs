@@ -1,5 +1,6 @@
-//! The emulated vault's secrets: every value ever set, by version. Names are case-insensitive, as in
-//! Key Vault. Starts with the allowlist (the default MSI caller) and the broker's client secret.
+//! The emulated vault's secrets: every value ever set, by version, oldest first. Names are
+//! case-insensitive, as in Key Vault. Starts with the allowlist (the default MSI caller) and the broker's
+//! client secret.
 
 use crate::identities::{ALLOWLIST_SECRET_NAME, BROKER_SECRET_NAME, MSI_CALLER_OID};
 use crate::{clock, ids};
@@ -13,17 +14,25 @@ pub struct SecretVersion {
     pub value: String,
     /// `contentType` (Key Vault's certificates: `application/x-pkcs12` or `application/x-pem-file`).
     pub content_type: Option<String>,
+    /// Unix seconds, Key Vault's resolution. Each version of a secret is at least one second younger
+    /// than the one before, so their order never ties (tests upload faster than once a second).
     pub created: i64,
 }
 
+/// Key Vault's largest page of a list, and what it answers without `maxresults`.
+pub const MAX_PAGE_SIZE: usize = 25;
+
 pub struct Vault {
     secrets: HashMap<String, Vec<SecretVersion>>,
+    /// How many items a list page holds at most (tests lower it to make the broker follow `nextLink`).
+    pub page_size: usize,
 }
 
 impl Vault {
     pub fn new(broker_client_secret: &str) -> Self {
         let mut vault = Self {
             secrets: HashMap::new(),
+            page_size: MAX_PAGE_SIZE,
         };
         vault.set(ALLOWLIST_SECRET_NAME, MSI_CALLER_OID);
         vault.set(BROKER_SECRET_NAME, broker_client_secret);
@@ -48,18 +57,24 @@ impl Vault {
         value: &str,
         content_type: Option<&str>,
     ) -> SecretVersion {
+        let versions = self.secrets.entry(name.to_ascii_lowercase()).or_default();
+        let after_last = versions.last().map_or(i64::MIN, |last| last.created + 1);
         let version = SecretVersion {
             name: name.to_owned(),
             version: ids::secret_version(),
             value: value.to_owned(),
             content_type: content_type.map(str::to_owned),
-            created: clock::now(),
+            created: clock::now().max(after_last),
         };
-        self.secrets
-            .entry(name.to_ascii_lowercase())
-            .or_default()
-            .push(version.clone());
+        versions.push(version.clone());
         version
+    }
+
+    /// Every version of a secret, oldest first; empty for a secret that does not exist.
+    pub fn versions(&self, name: &str) -> &[SecretVersion] {
+        self.secrets
+            .get(&name.to_ascii_lowercase())
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The latest version, or the named one.

@@ -1,12 +1,15 @@
 //! "May this caller have this?": the grants policy. A request is allowed when some grant matches the
 //! caller, the lane and the resolved scope; deny by default. The policy comes from a document
 //! (`document`, `compile`) or, without one, from the legacy settings (`legacy`), and `source` swaps it
-//! whole on reload. No network calls here.
+//! whole on reload: for Key Vault, the version `history` puts in force; for a file, what `stable_file`
+//! read. No network calls here.
 
 pub mod compile;
 pub mod document;
+pub mod history;
 pub mod legacy;
 pub mod source;
+pub mod stable_file;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;

@@ -1,7 +1,8 @@
-//! Where the policy comes from and which one is in force: fixed (the legacy settings), or a document
-//! re-read from Key Vault or a file. A document that differs from the loaded one must carry a higher
-//! revision; an unreadable, invalid or refused document keeps the last good one; never loaded means
-//! every request is refused (fail closed). Swapped whole, so a request decides through one policy.
+//! Where the policy comes from and which one is in force: fixed (the legacy settings), a document
+//! re-read from a file, or the version of a Key Vault secret its history puts in force (`history`). A
+//! file's document that differs from the loaded one must carry a higher revision; an unreadable, invalid
+//! or refused document keeps the last good one; never loaded means every request is refused (fail
+//! closed). Swapped whole, so a request decides through one policy.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use crate::broker::freshness::{Freshness, ReadProblem};
 use crate::broker::policy::Policy;
 use crate::broker::policy::compile;
 use crate::broker::policy::document::RawDocument;
+use crate::broker::policy::history::{self, Outcome};
 
 /// Where the policy is read from; health shows its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,9 @@ struct State {
     freshness: Freshness,
     /// Why the source's current content is not in force, until a read puts it in force.
     refusal: Option<String>,
+    /// Key Vault only: the secret version in force, and the newer one refused.
+    version: Option<String>,
+    refused_version: Option<String>,
 }
 
 pub struct PolicySource {
@@ -58,6 +63,9 @@ pub struct PolicyStatus {
     /// A refused document counts as `Unparseable` (an operator must fix it).
     pub freshness: Freshness,
     pub last_refusal: Option<String>,
+    /// Key Vault only: the secret version in force, and the newest version refused after it.
+    pub version: Option<String>,
+    pub refused_version: Option<String>,
 }
 
 impl PolicySource {
@@ -79,6 +87,8 @@ impl PolicySource {
                 document: None,
                 freshness: Freshness::default(),
                 refusal: None,
+                version: None,
+                refused_version: None,
             }),
         }
     }
@@ -98,8 +108,7 @@ impl PolicySource {
 
     /// Applies one read of the source: the document's bytes, or why they could not be read.
     pub fn apply(&self, read: Result<Vec<u8>, LoadFailure>) {
-        let current = self.state.load_full();
-        let next = match read {
+        match read {
             Err(failure) => {
                 let reason = match (self.origin, failure) {
                     (PolicyOrigin::File, _) => "the policy file could not be read",
@@ -108,34 +117,95 @@ impl PolicySource {
                         "the policy secret is missing or the managed identity may not read it"
                     }
                 };
-                tracing::warn!(
-                    source = self.origin.as_str(),
-                    reason,
-                    "policy read failed; keeping the last good policy"
-                );
-                self.refused(&current, failure.into(), reason.to_owned())
+                self.apply_failure(failure, reason);
             }
-            Ok(bytes) => match compile::from_bytes(&bytes) {
-                Err(errors) => {
-                    for err in &errors {
-                        // Path and fixed sentence only: the parser's own message may quote the document.
-                        tracing::warn!(path = %err.path, problem = err.problem, "policy document error");
+            Ok(bytes) => {
+                let current = self.state.load_full();
+                let next = match compile::from_bytes(&bytes) {
+                    Err(errors) => {
+                        for err in &errors {
+                            // Path and fixed sentence only: the parser's own message may quote the
+                            // document.
+                            tracing::warn!(path = %err.path, problem = err.problem, "policy document error");
+                        }
+                        tracing::warn!(
+                            source = self.origin.as_str(),
+                            "policy document is invalid; keeping the last good policy"
+                        );
+                        let reason = history::invalid_reason(&errors);
+                        self.refused(&current, ReadProblem::Unparseable, reason)
                     }
-                    let first = errors.first().map(ToString::to_string).unwrap_or_default();
-                    let reason = format!(
-                        "invalid document, {} error(s); first: {first}",
-                        errors.len()
-                    );
-                    tracing::warn!(
-                        source = self.origin.as_str(),
-                        "policy document is invalid; keeping the last good policy"
-                    );
-                    self.refused(&current, ReadProblem::Unparseable, reason)
-                }
-                Ok((document, policy)) => self.decide(&current, document, policy),
-            },
-        };
+                    Ok((document, policy)) => self.decide(&current, document, policy),
+                };
+                self.state.store(Arc::new(next));
+            }
+        }
+    }
+
+    /// A read that failed (or timed out), with the fixed sentence health shows: the last good policy
+    /// stays in force.
+    pub fn apply_failure(&self, failure: LoadFailure, reason: &'static str) {
+        tracing::warn!(
+            source = self.origin.as_str(),
+            reason,
+            "policy read failed; keeping the last good policy"
+        );
+        let current = self.state.load_full();
+        let next = self.refused(&current, failure.into(), reason.to_owned());
         self.state.store(Arc::new(next));
+    }
+
+    /// Applies the verdict over a Key Vault secret's version history: its version in force replaces
+    /// the policy (whatever its revision: every instance computes the same one), and a refused newer
+    /// version is reported. Without a valid version, the last good policy stays.
+    pub fn apply_history(&self, outcome: Outcome) {
+        let current = self.state.load_full();
+        let Some((version, compiled)) = outcome.in_force else {
+            let (refused_version, reason) = outcome.refused.unzip();
+            let mut next = self.refused(
+                &current,
+                ReadProblem::Unparseable,
+                reason.unwrap_or_else(|| {
+                    "no enabled version of the policy secret holds a valid document".to_owned()
+                }),
+            );
+            next.refused_version = refused_version;
+            self.state.store(Arc::new(next));
+            return;
+        };
+        if current.version.as_deref() != Some(version.as_str()) {
+            tracing::info!(
+                source = self.origin.as_str(),
+                version,
+                revision = compiled.policy.revision,
+                grants = compiled.policy.grants.len(),
+                "policy loaded"
+            );
+        }
+        let (refused_version, refusal) = outcome.refused.unzip();
+        if let (Some(refused_version), Some(_)) = (&refused_version, &refusal) {
+            tracing::warn!(
+                source = self.origin.as_str(),
+                version,
+                refused_version,
+                "policy secret version refused; its history keeps an older version in force"
+            );
+        }
+        let freshness = match refusal {
+            Some(_) => current
+                .freshness
+                .succeeded()
+                .failed(ReadProblem::Unparseable),
+            None => current.freshness.succeeded(),
+        };
+        self.state.store(Arc::new(State {
+            policy: Some(compiled.policy.clone()),
+            document: Some(compiled.document.clone()),
+            freshness,
+            refusal,
+            version: Some(version),
+            refused_version,
+        }));
     }
 
     /// A valid document: in force if it is the first, the same, or a higher revision.
@@ -147,6 +217,8 @@ impl PolicySource {
                 document: current.document.clone(),
                 freshness: current.freshness.succeeded(),
                 refusal: None,
+                version: None,
+                refused_version: None,
             };
         }
         if let Some(loaded) = loaded.filter(|loaded| document.revision <= *loaded) {
@@ -173,6 +245,8 @@ impl PolicySource {
             document: Some(document),
             freshness: current.freshness.succeeded(),
             refusal: None,
+            version: None,
+            refused_version: None,
         }
     }
 
@@ -182,6 +256,8 @@ impl PolicySource {
             document: current.document.clone(),
             freshness: current.freshness.failed(problem),
             refusal: Some(reason),
+            version: current.version.clone(),
+            refused_version: current.refused_version.clone(),
         }
     }
 
@@ -193,6 +269,8 @@ impl PolicySource {
             grants: state.policy.as_ref().map(|p| p.grants.len()),
             freshness: state.freshness,
             last_refusal: state.refusal.clone(),
+            version: state.version.clone(),
+            refused_version: state.refused_version.clone(),
         }
     }
 }
@@ -253,6 +331,52 @@ mod tests {
         source.apply(Ok(document(2, SQL)));
         assert_eq!(source.status().last_refusal, None);
         assert!(!source.status().freshness.is_degraded());
+    }
+
+    fn history(versions: &[(&str, Vec<u8>)]) -> Outcome {
+        let history = history::History::default();
+        let listed: Vec<history::Version> = versions
+            .iter()
+            .zip(1..)
+            .map(|((id, bytes), created)| {
+                history.record(id, bytes);
+                history::Version {
+                    id: (*id).to_owned(),
+                    created,
+                }
+            })
+            .collect();
+        history.outcome(&listed).unwrap()
+    }
+
+    #[test]
+    fn the_history_decides_whatever_this_instance_loaded_before() {
+        let source = PolicySource::pending(PolicyOrigin::KeyVault);
+        source.apply_history(history(&[
+            ("a", document(5, SQL)),
+            ("b", document(5, STORAGE)),
+        ]));
+        assert_eq!(allowed_scope(&source), SQL);
+        let status = source.status();
+        assert_eq!(
+            (status.version.as_deref(), status.refused_version.as_deref()),
+            (Some("a"), Some("b"))
+        );
+        assert!(status.freshness.is_degraded());
+        // With the newer versions disabled, every instance goes back to the older one.
+        source.apply_history(history(&[("old", document(4, STORAGE))]));
+        assert_eq!(allowed_scope(&source), STORAGE);
+        assert_eq!(source.status().refused_version, None);
+        assert!(!source.status().freshness.is_degraded());
+    }
+
+    #[test]
+    fn a_history_without_a_valid_version_keeps_the_last_good_policy() {
+        let source = PolicySource::pending(PolicyOrigin::KeyVault);
+        source.apply_history(history(&[("a", document(5, SQL))]));
+        source.apply_history(history(&[("b", document(6, "openid"))]));
+        assert_eq!(allowed_scope(&source), SQL);
+        assert_eq!(source.status().refused_version.as_deref(), Some("b"));
     }
 
     #[test]

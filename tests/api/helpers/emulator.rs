@@ -133,10 +133,19 @@ impl TestEmulator {
         self.control("POST", "/keys/rotate", Some(request)).await
     }
 
-    pub async fn set_secret(&self, name: &str, value: &str) {
+    /// Adds a version of the secret; returns the version's id.
+    pub async fn set_secret(&self, name: &str, value: &str) -> String {
         let path = format!("/secrets/{name}");
-        self.control("PUT", &path, Some(json!({"value": value})))
+        let body = self
+            .control("PUT", &path, Some(json!({"value": value})))
             .await;
+        body["version"].as_str().expect("version").to_owned()
+    }
+
+    /// How many items a Key Vault list page holds at most (Key Vault's own is 25).
+    pub async fn set_key_vault_page_size(&self, size: usize) {
+        let request = json!({"key_vault_page_size": size});
+        self.control("POST", "/settings", Some(request)).await;
     }
 
     /// Injects a fault; `extra` adds `count`, `delay_ms` or `retry_after`.
