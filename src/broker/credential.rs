@@ -1,23 +1,19 @@
 //! The broker's own credential at Entra's token endpoint: a client secret, a client certificate, or the
 //! Function App's managed identity as a federated credential. Holds the current one with its version (a
 //! digest, so tokens cached under a rotated credential are never served again) and turns it into what
-//! one token request carries. Where certificates and identity tokens come from is behind two traits.
+//! one token request carries. Where certificates and identity tokens come from is behind two traits;
+//! which version is in force, and which are set aside, is `credential_source`'s.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use crate::broker::certificate::{CertificateError, ClientCertificate};
 pub use crate::broker::credential_kind::{CredentialKind, CredentialUsed};
 use crate::broker::digest::Digest;
-use crate::broker::error::{BrokerError, LoadFailure, UpstreamError, UpstreamErrorKind};
-use crate::broker::freshness::{Freshness, ReadProblem};
+use crate::broker::error::{UpstreamError, UpstreamErrorKind};
 use crate::clock::now;
 use crate::secret::Secret;
-
-/// Shortest time between two reloads that Entra's refusals trigger.
-const RELOAD_FLOOR: Duration = Duration::from_secs(5);
 
 /// What one token request carries to authenticate the broker.
 pub enum ClientAuth {
@@ -34,12 +30,33 @@ pub trait FederatedToken: Send + Sync {
     async fn token(&self) -> Result<Secret, ()>;
     /// How old the token being served is, if there is one.
     fn age(&self) -> Option<Duration>;
+    /// Entra refused `token`: forget it, and any copy cached on the way, so that `token()` fetches a
+    /// new one. True when a retry can present another token (this call dropped `token`, or another
+    /// caller already had); false when `token` was itself fetched after a refusal moments ago.
+    fn forget(&self, token: &Secret) -> bool;
 }
 
 enum Material {
     Secret(Secret),
-    Certificate(ClientCertificate),
+    Certificate(Arc<ClientCertificate>),
     ManagedIdentity(Arc<dyn FederatedToken>),
+}
+
+/// What Entra made of a credential the last time it was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Never presented yet.
+    Untried,
+    Accepted,
+    /// Refused, and neither a fresh identity token nor another version helped.
+    Refused,
+}
+
+/// Why a certificate version cannot be used now, whatever Entra would say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    Expired,
+    NotYetValid,
 }
 
 /// A usable credential and its version.
@@ -47,6 +64,7 @@ pub struct ClientCredential {
     pub version: Digest,
     pub used: CredentialUsed,
     material: Material,
+    standing: AtomicU8,
 }
 
 impl ClientCredential {
@@ -67,7 +85,7 @@ impl ClientCredential {
         )
     }
 
-    pub fn certificate(certificate: ClientCertificate) -> Self {
+    pub fn certificate(certificate: Arc<ClientCertificate>) -> Self {
         let label = certificate.thumbprint_sha256.clone();
         let version = Digest::of(&[b"certificate", label.as_bytes()]);
         Self::new(
@@ -106,6 +124,45 @@ impl ClientCredential {
                 version: label.into(),
             },
             material,
+            standing: AtomicU8::new(Standing::Untried as u8),
+        }
+    }
+
+    pub fn standing(&self) -> Standing {
+        match self.standing.load(Ordering::Acquire) {
+            s if s == Standing::Accepted as u8 => Standing::Accepted,
+            s if s == Standing::Refused as u8 => Standing::Refused,
+            _ => Standing::Untried,
+        }
+    }
+
+    /// Records what Entra made of this credential (stored only when it changes).
+    pub fn set_standing(&self, standing: Standing) {
+        if self.standing() != standing {
+            self.standing.store(standing as u8, Ordering::Release);
+        }
+    }
+
+    /// Why a certificate cannot be presented at `now` (Unix seconds), if it cannot.
+    pub fn unusable_at(&self, now: u64) -> Option<Unusable> {
+        let certificate = self.certificate_details()?;
+        if certificate.is_expired(now) {
+            Some(Unusable::Expired)
+        } else if i64::try_from(now).is_ok_and(|now| now < certificate.not_before) {
+            Some(Unusable::NotYetValid)
+        } else {
+            None
+        }
+    }
+
+    /// After Entra refused `auth`: a managed identity drops the refused token so the next `client_auth`
+    /// fetches a new one. True when retrying with this same credential can present something new.
+    pub fn forget_refused(&self, auth: &ClientAuth) -> bool {
+        match (&self.material, auth) {
+            (Material::ManagedIdentity(tokens), ClientAuth::Assertion(token)) => {
+                tokens.forget(token)
+            }
+            _ => false,
         }
     }
 
@@ -150,126 +207,5 @@ impl ClientCredential {
                 .map(ClientAuth::Assertion)
                 .map_err(|()| failed(UpstreamErrorKind::ManagedIdentityUnavailable)),
         }
-    }
-}
-
-/// Re-reads the certificate from where it is kept (implemented by the refresh loop's sources).
-#[async_trait::async_trait]
-pub trait CertificateLoader: Send + Sync {
-    async fn load(&self) -> Result<ClientCertificate, LoadFailure>;
-}
-
-struct State {
-    current: Result<Arc<ClientCredential>, LoadFailure>,
-    /// Reads from where the credential is kept (a fixed one is never read, so it stays at the default).
-    freshness: Freshness,
-}
-
-pub struct CredentialSource {
-    kind: CredentialKind,
-    state: ArcSwap<State>,
-    loader: Option<Arc<dyn CertificateLoader>>,
-    /// One on-demand reload at a time, and when the last one ran (see `newer_than`).
-    reloading: tokio::sync::Mutex<Option<Instant>>,
-}
-
-impl CredentialSource {
-    /// A credential known at start-up (a secret from settings, or the managed identity).
-    pub fn fixed(credential: ClientCredential) -> Self {
-        Self::with(credential.kind(), Ok(Arc::new(credential)), None)
-    }
-
-    /// A credential still to be loaded (from Key Vault, or a certificate file); `loader` re-reads a
-    /// certificate on demand when Entra refuses the current one.
-    pub fn pending(kind: CredentialKind, loader: Option<Arc<dyn CertificateLoader>>) -> Self {
-        Self::with(kind, Err(LoadFailure::Unreachable), loader)
-    }
-
-    fn with(
-        kind: CredentialKind,
-        current: Result<Arc<ClientCredential>, LoadFailure>,
-        loader: Option<Arc<dyn CertificateLoader>>,
-    ) -> Self {
-        Self {
-            kind,
-            state: ArcSwap::from_pointee(State {
-                current,
-                freshness: Freshness::default(),
-            }),
-            loader,
-            reloading: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    pub fn kind(&self) -> CredentialKind {
-        self.kind
-    }
-
-    pub fn current(&self) -> Result<Arc<ClientCredential>, BrokerError> {
-        self.state
-            .load()
-            .current
-            .clone()
-            .map_err(|failure| BrokerError::CredentialUnavailable(self.kind, failure))
-    }
-
-    /// How current the loaded copy is.
-    pub fn freshness(&self) -> Freshness {
-        self.state.load().freshness
-    }
-
-    /// Applies a load. A failure after a first success keeps the last good credential.
-    pub fn apply(&self, loaded: Result<ClientCredential, LoadFailure>) {
-        let state = self.state.load();
-        let next = match loaded {
-            Ok(fresh) => {
-                let current = match &state.current {
-                    Ok(old) if old.version == fresh.version => Arc::clone(old),
-                    _ => {
-                        tracing::info!(
-                            credential_kind = fresh.kind().as_str(),
-                            credential_version = &*fresh.used.version,
-                            "broker credential loaded"
-                        );
-                        Arc::new(fresh)
-                    }
-                };
-                State {
-                    current: Ok(current),
-                    freshness: state.freshness.succeeded(),
-                }
-            }
-            Err(failure) => State {
-                current: match &state.current {
-                    Ok(old) => Ok(Arc::clone(old)),
-                    Err(_) => Err(failure),
-                },
-                freshness: state.freshness.failed(ReadProblem::from(failure)),
-            },
-        };
-        self.state.store(Arc::new(next));
-    }
-
-    /// After Entra refused `rejected`: re-reads the certificate and returns the current credential if
-    /// it is another version. One reload at a time, at most one per `RELOAD_FLOOR`; whoever waited
-    /// sees its result.
-    pub async fn newer_than(&self, rejected: &ClientCredential) -> Option<Arc<ClientCredential>> {
-        let loader = self.loader.as_ref()?;
-        let mut last_reload = self.reloading.lock().await;
-        if let Some(newer) = self.newer(rejected) {
-            return Some(newer);
-        }
-        if last_reload.is_some_and(|at| at.elapsed() < RELOAD_FLOOR) {
-            return None;
-        }
-        *last_reload = Some(Instant::now());
-        self.apply(loader.load().await.map(ClientCredential::certificate));
-        self.newer(rejected)
-    }
-
-    fn newer(&self, rejected: &ClientCredential) -> Option<Arc<ClientCredential>> {
-        self.current()
-            .ok()
-            .filter(|c| c.version != rejected.version)
     }
 }

@@ -8,6 +8,7 @@ pub mod caller;
 pub mod certificate;
 pub mod credential;
 pub mod credential_kind;
+pub mod credential_source;
 pub mod digest;
 pub mod entra_error;
 pub mod error;
@@ -32,7 +33,8 @@ use crate::broker::caller::{Caller, CallerKind};
 use futures_util::future::BoxFuture;
 
 use crate::broker::authenticated::{Exchange, GrantRequest};
-use crate::broker::credential::{ClientCredential, CredentialSource};
+use crate::broker::credential::ClientCredential;
+use crate::broker::credential_source::CredentialSource;
 use crate::broker::digest::Digest;
 use crate::broker::error::BrokerError;
 use crate::broker::exchange::{IssuedToken, TokenEndpoint};

@@ -4,9 +4,10 @@
 //!
 //! `ready` (200): everything loaded and current. `degraded` (200, still serving): a Key Vault value keeps
 //! failing to re-read, is empty or unparseable, the allowlist is past its maximum age (app callers are
-//! then refused), the policy document is refused or keeps failing to re-read, or the client
-//! certificate expires within 14 days. `not_ready` (503): signing keys, policy, allowlist or the broker's
-//! credential never loaded, or its client certificate expired.
+//! then refused), the policy document is refused or keeps failing to re-read, the client
+//! certificate expires within 14 days, a new credential version was set aside (the previous one
+//! serving), or Entra refuses the broker's credential. `not_ready` (503): signing keys, policy,
+//! allowlist or the broker's credential never loaded, or its client certificate expired.
 
 use std::sync::Arc;
 
@@ -19,7 +20,8 @@ use warp::reply::Response;
 
 use crate::broker::Broker;
 use crate::broker::allowlist::AllowlistStatus;
-use crate::broker::credential::{CredentialKind, CredentialSource};
+use crate::broker::credential::{CredentialKind, Standing};
+use crate::broker::credential_source::CredentialSource;
 use crate::broker::freshness::{Freshness, ReadProblem};
 use crate::clock::now;
 use crate::http::error::{ApiError, ErrorContext};
@@ -47,10 +49,14 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
             (!credential.loaded, credential.not_loaded_reason()),
         ],
         allowlist.as_ref(),
-        &secret,
         &policy.freshness,
     );
+    reasons.extend(degraded_reason(
+        &secret,
+        credential_read_codes(broker.credential.kind()),
+    ));
     reasons.extend(credential.expiry_reason());
+    reasons.extend(credential.standing_reasons());
     let ready = credential.usable == credential.loaded
         && !reasons.iter().any(|reason| reason.ends_with("_not_loaded"));
     let status = match (ready, reasons.is_empty()) {
@@ -111,7 +117,6 @@ pub async fn handle(method: Method, broker: Arc<Broker>) -> Response {
 fn reasons(
     missing: [(bool, &'static str); 4],
     allowlist: Option<&AllowlistStatus>,
-    secret: &Freshness,
     policy: &Freshness,
 ) -> Vec<&'static str> {
     let mut reasons: Vec<&'static str> = missing
@@ -137,15 +142,24 @@ fn reasons(
         policy,
         ["policy_refused", "policy_refused", "policy_refresh_failing"],
     ));
-    reasons.extend(degraded_reason(
-        secret,
-        [
+    reasons
+}
+
+/// The `[empty, unparseable, refresh failing]` codes of re-reads of the broker's credential, named
+/// after what is read.
+fn credential_read_codes(kind: CredentialKind) -> [&'static str; 3] {
+    match kind {
+        CredentialKind::Certificate => [
+            "client_certificate_empty",
+            "client_certificate_unparseable",
+            "client_certificate_refresh_failing",
+        ],
+        CredentialKind::Secret | CredentialKind::ManagedIdentity => [
             "client_secret_empty",
             "client_secret_unparseable",
             "client_secret_refresh_failing",
         ],
-    ));
-    reasons
+    }
 }
 
 /// Why a re-read value is degraded, from its source's `[empty, unparseable, refresh failing]` codes.
@@ -199,9 +213,20 @@ struct CredentialHealth {
     /// `null` until the first token is held.
     #[serde(skip_serializing_if = "is_not_identity")]
     identity_token_age_seconds: Option<Option<u64>>,
+    /// Entra refused the credential in force, even after a fresh identity token or another version.
+    refused: bool,
+    /// The version the source serves that is not used, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_aside: Option<SetAsideHealth>,
     /// Loaded, and not an expired certificate.
     #[serde(skip)]
     usable: bool,
+}
+
+#[derive(Serialize)]
+struct SetAsideHealth {
+    version: String,
+    reason: &'static str,
 }
 
 fn is_not_identity(age: &Option<Option<u64>>) -> bool {
@@ -229,6 +254,28 @@ impl CredentialHealth {
         }
     }
 
+    /// `<credential>_refused` while Entra refuses the credential in force, and
+    /// `<credential>_version_set_aside` while the source serves a version that is not used.
+    fn standing_reasons(&self) -> impl Iterator<Item = &'static str> {
+        let (refused, set_aside) = match self.kind {
+            "certificate" => (
+                "client_certificate_refused",
+                "client_certificate_version_set_aside",
+            ),
+            "managed-identity" => (
+                "managed_identity_token_refused",
+                "managed_identity_version_set_aside",
+            ),
+            _ => ("client_secret_refused", "client_secret_version_set_aside"),
+        };
+        [
+            self.refused.then_some(refused),
+            self.set_aside.is_some().then_some(set_aside),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     fn of(source: &CredentialSource) -> Self {
         let kind = source.kind();
         let mut health = Self {
@@ -239,6 +286,11 @@ impl CredentialHealth {
             days_left: None,
             client_id: None,
             identity_token_age_seconds: None,
+            refused: false,
+            set_aside: source.served_set_aside().map(|set_aside| SetAsideHealth {
+                version: set_aside.version.to_string(),
+                reason: set_aside.reason.as_str(),
+            }),
             usable: false,
         };
         let Ok(credential) = source.current() else {
@@ -246,6 +298,7 @@ impl CredentialHealth {
         };
         health.loaded = true;
         health.usable = true;
+        health.refused = credential.standing() == Standing::Refused;
         if let Some(certificate) = credential.certificate_details() {
             let now = i64::try_from(now()).unwrap_or(i64::MAX);
             health.usable = certificate.not_after > now;

@@ -12,9 +12,8 @@ use tokio::net::TcpListener;
 use crate::azure::federated_identity::FederatedIdentity;
 use crate::azure::key_vault::VaultReader;
 use crate::broker::allowlist::{Allowlist, VaultList};
-use crate::broker::credential::{
-    CertificateLoader, ClientCredential, CredentialKind, CredentialSource,
-};
+use crate::broker::credential::{ClientCredential, CredentialKind};
+use crate::broker::credential_source::{CertificateLoader, CredentialSource};
 use crate::broker::exchange::TokenEndpoint;
 use crate::broker::jwks::JwksCache;
 use crate::broker::metrics::Metrics;
@@ -77,8 +76,9 @@ impl App {
             )?)),
             None => None,
         };
-        let certificate = certificate_loader(&settings, reader.as_ref(), &metrics);
-        let credential = Arc::new(credential_source(&settings, &http, certificate.clone())?);
+        let loader = certificate_loader(&settings, reader.as_ref(), &metrics);
+        let certificate = loader.is_some();
+        let credential = Arc::new(credential_source(&settings, &http, loader)?);
         let vault = reader.map(|reader| VaultSources {
             reader,
             allowlist_secret: settings
@@ -129,8 +129,8 @@ impl App {
                 }
             };
             let client_certificate = async {
-                if let Some(loader) = &certificate {
-                    refresh::load_certificate_until_loaded(&broker, loader.as_ref()).await;
+                if certificate {
+                    refresh::load_certificate_until_loaded(&broker).await;
                 }
             };
             let file = async {
@@ -155,8 +155,8 @@ impl App {
         if let Some(sources) = vault {
             refresh::spawn_vault_refresh(broker.clone(), sources, settings.allowlist_refresh);
         }
-        if let Some(loader) = certificate {
-            refresh::spawn_certificate_refresh(broker.clone(), loader, settings.allowlist_refresh);
+        if certificate {
+            refresh::spawn_certificate_refresh(broker.clone(), settings.allowlist_refresh);
         }
         if let Some(file) = policy_file {
             refresh::spawn_policy_file_refresh(broker.clone(), file, settings.allowlist_refresh);
@@ -195,15 +195,15 @@ fn certificate_loader(
     match &settings.credential {
         CredentialSettings::Certificate(CertificateSource::KeyVault { name }) => {
             reader.map(|reader| {
-                Arc::new(VaultCertificate {
-                    reader: reader.clone(),
-                    name: name.clone(),
-                    metrics: metrics.clone(),
-                }) as Arc<dyn CertificateLoader>
+                Arc::new(VaultCertificate::new(
+                    reader.clone(),
+                    name.clone(),
+                    metrics.clone(),
+                )) as Arc<dyn CertificateLoader>
             })
         }
         CredentialSettings::Certificate(CertificateSource::File(path)) => {
-            Some(Arc::new(FileCertificate { path: path.clone() }))
+            Some(Arc::new(FileCertificate::new(path.clone())))
         }
         _ => None,
     }

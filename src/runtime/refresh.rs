@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::azure::key_vault::VaultReader;
 use crate::broker::Broker;
-use crate::broker::credential::{CertificateLoader, ClientCredential};
+use crate::broker::credential::ClientCredential;
 use crate::broker::error::LoadFailure;
+use crate::broker::freshness::ReadProblem;
 use crate::broker::metrics::Metrics;
 use crate::runtime::policy_loader::{FilePolicy, VaultPolicy};
 
@@ -80,9 +81,11 @@ pub async fn load_vault(broker: &Broker, sources: &VaultSources) {
         if secret.is_err() {
             Metrics::add(&broker.metrics.key_vault_failures);
         }
-        broker
-            .credential
-            .apply(secret.map(ClientCredential::secret));
+        broker.credential.apply(
+            secret
+                .map(ClientCredential::secret)
+                .map_err(ReadProblem::from),
+        );
     }
 }
 
@@ -157,12 +160,8 @@ pub fn spawn_policy_file_refresh(broker: Arc<Broker>, file: Arc<FilePolicy>, eve
     });
 }
 
-/// Re-reads the client certificate from its loader on `every` (sooner while never loaded).
-pub fn spawn_certificate_refresh(
-    broker: Arc<Broker>,
-    loader: Arc<dyn CertificateLoader>,
-    every: Duration,
-) {
+/// Re-reads the client certificate on `every` (sooner while never loaded).
+pub fn spawn_certificate_refresh(broker: Arc<Broker>, every: Duration) {
     tokio::spawn(async move {
         loop {
             let loaded = broker.credential.current().is_ok();
@@ -172,15 +171,15 @@ pub fn spawn_certificate_refresh(
                 FIRST_LOAD_RETRY.min(every)
             })
             .await;
-            load_certificate(&broker, loader.as_ref()).await;
+            load_certificate(&broker).await;
         }
     });
 }
 
 /// Loads the client certificate until it is loaded (start-up bounds the wait).
-pub async fn load_certificate_until_loaded(broker: &Broker, loader: &dyn CertificateLoader) {
+pub async fn load_certificate_until_loaded(broker: &Broker) {
     loop {
-        load_certificate(broker, loader).await;
+        load_certificate(broker).await;
         if broker.credential.current().is_ok() {
             return;
         }
@@ -188,11 +187,12 @@ pub async fn load_certificate_until_loaded(broker: &Broker, loader: &dyn Certifi
     }
 }
 
-/// Loads the client certificate once and applies it.
-pub async fn load_certificate(broker: &Broker, loader: &dyn CertificateLoader) {
-    broker
-        .credential
-        .apply(loader.load().await.map(ClientCredential::certificate));
+/// Loads the client certificate once and applies it (joining a reload already under way), within
+/// the credential source's read timeout.
+pub async fn load_certificate(broker: &Broker) {
+    if let Some(reload) = broker.credential.reload() {
+        reload.await;
+    }
 }
 
 /// Periodic upkeep (see `Broker::housekeeping`).

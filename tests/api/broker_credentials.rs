@@ -13,10 +13,10 @@ use crate::helpers::ids::{
     BROKER_IDENTITY_CLIENT_ID, MSI_OID, USER_OID, sql_request, sql_user_lane,
 };
 
-const CERTIFICATE_SECRET: &str = "broker-certificate";
+pub(crate) const CERTIFICATE_SECRET: &str = "broker-certificate";
 
 /// The emulator's broker settings without any client secret, plus `extra`.
-fn secretless(emulator: &TestEmulator, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn secretless(emulator: &TestEmulator, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut settings = emulator.broker_settings();
     settings.retain(|(name, _)| name != "BROKER_CLIENT_SECRET");
     for (name, value) in extra {
@@ -27,7 +27,10 @@ fn secretless(emulator: &TestEmulator, extra: &[(&str, &str)]) -> Vec<(String, S
 }
 
 /// A broker whose credential is the certificate in Key Vault secret `broker-certificate`.
-async fn certificate_broker(emulator: &TestEmulator, extra: &[(&str, &str)]) -> TestBroker {
+pub(crate) async fn certificate_broker(
+    emulator: &TestEmulator,
+    extra: &[(&str, &str)],
+) -> TestBroker {
     let mut settings = vec![
         ("BROKER_CREDENTIAL", "certificate"),
         ("BROKER_CERTIFICATE_NAME", CERTIFICATE_SECRET),
@@ -36,7 +39,7 @@ async fn certificate_broker(emulator: &TestEmulator, extra: &[(&str, &str)]) -> 
     TestBroker::spawn_with_settings(secretless(emulator, &settings)).await
 }
 
-async fn identity_broker(emulator: &TestEmulator) -> TestBroker {
+pub(crate) async fn identity_broker(emulator: &TestEmulator) -> TestBroker {
     TestBroker::spawn_with_settings(secretless(
         emulator,
         &[
@@ -50,7 +53,7 @@ async fn identity_broker(emulator: &TestEmulator) -> TestBroker {
     .await
 }
 
-async fn health(broker: &TestBroker) -> Value {
+pub(crate) async fn health(broker: &TestBroker) -> Value {
     json_body(broker.health().await).await
 }
 

@@ -13,6 +13,7 @@ mod audit;
 mod broker_credentials;
 mod caller_validation;
 mod connections;
+mod credential_healing;
 mod deploy_template;
 mod docs;
 mod function_config;

@@ -179,6 +179,9 @@ async fn certificates(state: &State, request: &Request) -> Result<Value, Refusal
         /// Days from now to `notAfter`; negative makes an expired certificate.
         #[serde(default = "a_year")]
         valid_days: i64,
+        /// Days from now to `notBefore`; positive makes a certificate that is not valid yet.
+        #[serde(default)]
+        starts_in_days: i64,
     }
     fn yes() -> bool {
         true
@@ -190,6 +193,11 @@ async fn certificates(state: &State, request: &Request) -> Result<Value, Refusal
     if !(-3650..=3650).contains(&make.valid_days) || make.valid_days == 0 {
         return Err(bad_request(
             "valid_days must be between -3650 and 3650, not 0",
+        ));
+    }
+    if !(0..make.valid_days.max(1)).contains(&make.starts_in_days) {
+        return Err(bad_request(
+            "starts_in_days must be 0 or more, and less than valid_days",
         ));
     }
     let content_type = match make.vault_format.as_deref() {
@@ -208,7 +216,10 @@ async fn certificates(state: &State, request: &Request) -> Result<Value, Refusal
     }
     let now = clock::now();
     let not_after = now + make.valid_days * 86_400;
-    let not_before = not_after.min(now) - 30 * 86_400;
+    let not_before = match make.starts_in_days {
+        0 => not_after.min(now) - 30 * 86_400,
+        days => now + days * 86_400,
+    };
     let generated =
         tokio::task::spawn_blocking(move || app_credentials::generate(not_before, not_after))
             .await

@@ -50,6 +50,9 @@ pub enum Mode {
     ServerError,
     /// 200 with an HTML body.
     Garbage,
+    /// Identity endpoint only: 200 with a token that expired 10 minutes ago while `expires_on` claims
+    /// the usual lifetime (an endpoint that overstates a token's life).
+    StaleToken,
 }
 
 impl Mode {
@@ -60,6 +63,7 @@ impl Mode {
             Self::TooManyRequests => "429",
             Self::ServerError => "500",
             Self::Garbage => "garbage",
+            Self::StaleToken => "stale_token",
         }
     }
 }
@@ -103,7 +107,13 @@ impl Faults {
             "429" => Some(Mode::TooManyRequests),
             "500" => Some(Mode::ServerError),
             "garbage" => Some(Mode::Garbage),
-            _ => return Err("mode must be one of none, down, slow, 429, 500, garbage".into()),
+            "stale_token" if target == Target::Identity => Some(Mode::StaleToken),
+            "stale_token" => return Err("mode stale_token is for target identity only".into()),
+            _ => {
+                return Err(
+                    "mode must be one of none, down, slow, 429, 500, garbage, stale_token".into(),
+                );
+            }
         };
         let number = |name: &str| -> Result<Option<u64>, String> {
             match object.get(name) {

@@ -68,8 +68,27 @@ pub fn failure(status: StatusCode, message: &str) -> Response {
 }
 
 pub fn handle(state: &State, request: &Request) -> Response {
+    answer(state, request, Honesty::Honest)
+}
+
+/// The `stale_token` fault: a token that expired `STALE_BY` seconds ago, answered with the
+/// `expires_on` a fresh one would have.
+pub fn handle_stale(state: &State, request: &Request) -> Response {
+    answer(state, request, Honesty::Stale)
+}
+
+/// How long before the answer a stale token expired: beyond Entra's 5 minutes of clock skew.
+const STALE_BY: i64 = 600;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Honesty {
+    Honest,
+    Stale,
+}
+
+fn answer(state: &State, request: &Request, honesty: Honesty) -> Response {
     match validate(state, request) {
-        Ok((identity, resource, lifetime)) => token(state, identity, &resource, lifetime),
+        Ok((identity, resource, lifetime)) => token(state, identity, &resource, lifetime, honesty),
         Err((status, message)) => failure(status, &message),
     }
 }
@@ -131,9 +150,28 @@ fn validate(
     Ok((identity, resource.to_owned(), directory.token_lifetime))
 }
 
-/// The 200 answer: an app token for `identity`, `expires_on` as a string.
-fn token(state: &State, identity: &Identity, resource: &str, lifetime: i64) -> Response {
+/// The 200 answer: an app token for `identity`, `expires_on` as a string (for a stale token, the
+/// `expires_on` of a fresh one).
+fn token(
+    state: &State,
+    identity: &Identity,
+    resource: &str,
+    lifetime: i64,
+    honesty: Honesty,
+) -> Response {
     let mut claims = issue::v1_claims(TENANT_ID, resource, lifetime);
+    let claimed_expiry = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .unwrap_or_default();
+    if honesty == Honesty::Stale {
+        let expired = claimed_expiry - lifetime - STALE_BY;
+        claims.extend(issue::object(json!({
+            "iat": expired - lifetime,
+            "nbf": expired - lifetime,
+            "exp": expired,
+        })));
+    }
     if resource == TOKEN_EXCHANGE_AUDIENCE {
         claims.extend(issue::object(json!({
             "iss": state.v2_issuer(TENANT_ID),
@@ -154,16 +192,12 @@ fn token(state: &State, identity: &Identity, resource: &str, lifetime: i64) -> R
         "sub": identity.oid,
         "xms_mirid": identity.resource_id,
     })));
-    let expires_on = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .unwrap_or_default();
     match issue::sign(state, &claims) {
         Ok(token) => http::json(
             StatusCode::OK,
             &json!({
                 "access_token": token,
-                "expires_on": expires_on.to_string(),
+                "expires_on": claimed_expiry.to_string(),
                 "resource": resource,
                 "token_type": "Bearer",
                 "client_id": identity.client_id,

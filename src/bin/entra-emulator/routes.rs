@@ -125,6 +125,9 @@ pub async fn dispatch(state: &State, request: Request) -> Response {
             fault_mode = fault.map(|fault| fault.mode);
             let response = match fault {
                 Some(fault) if fault.mode == Mode::Down => http::drop_connection(),
+                Some(fault) if fault.mode == Mode::StaleToken => {
+                    managed_identity::handle_stale(state, &request)
+                }
                 Some(fault) if fault.mode != Mode::Slow => fault_answer(&fault, target, &request),
                 slow => {
                     if let Some(fault) = slow {
