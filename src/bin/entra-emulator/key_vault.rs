@@ -62,7 +62,7 @@ pub fn internal_error() -> Response {
 pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str>) -> Response {
     let reader = match admit(state, request, name) {
         Ok(reader) => reader,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let Some(secret) = state.vault().get(name, version) else {
         let id = version.map_or_else(|| name.to_owned(), |version| format!("{name}/{version}"));
@@ -89,14 +89,15 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
 }
 
 /// What every secrets route checks first, in Key Vault's order: the method (only GET here), the bearer
-/// token, RBAC, then `api-version`. `Ok` is the caller's object id, `Err` the refusal to send.
-pub fn admit(state: &State, request: &Request, name: &str) -> Result<String, Response> {
+/// token, RBAC, then `api-version`. `Ok` is the caller's object id, `Err` the refusal to send (boxed: a
+/// response is large).
+pub fn admit(state: &State, request: &Request, name: &str) -> Result<String, Box<Response>> {
     if request.method != Method::GET {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::METHOD_NOT_ALLOWED,
             "BadRequest",
             "The requested method is not supported for this resource.",
-        ));
+        )));
     }
     let caller = match authenticate(state, request) {
         Ok(caller) => caller,
@@ -104,14 +105,14 @@ pub fn admit(state: &State, request: &Request, name: &str) -> Result<String, Res
             if request.header("authorization").is_some() {
                 state.stats.bump(Counter::KeyVaultTokenRefused);
             }
-            return Err(unauthorized(state, &message));
+            return Err(Box::new(unauthorized(state, &message)));
         }
     };
     // The Function App's identities (system-assigned, and the user-assigned broker and resource
     // identities) hold the Key Vault Secrets User role (get and list); nobody else does.
     if ![FUNCTION_MI_OID, BROKER_IDENTITY_OID, RESOURCE_IDENTITY_OID].contains(&caller.oid.as_str())
     {
-        return Err(forbidden(&caller, name));
+        return Err(Box::new(forbidden(&caller, name)));
     }
     let query = request.query_pairs();
     let api_version = query
@@ -119,12 +120,14 @@ pub fn admit(state: &State, request: &Request, name: &str) -> Result<String, Res
         .find(|(key, _)| key == "api-version")
         .map(|(_, value)| value.as_str());
     match api_version {
-        None | Some("") => Err(bad_parameter(
+        None | Some("") => Err(Box::new(bad_parameter(
             "The api-version query parameter is required.",
-        )),
-        Some(given) if !KEY_VAULT_API_VERSIONS.contains(&given) => Err(bad_parameter(&format!(
-            "The specified version ({given}) is not recognized. Consider using the latest supported version (2025-07-01)."
         ))),
+        Some(given) if !KEY_VAULT_API_VERSIONS.contains(&given) => {
+            Err(Box::new(bad_parameter(&format!(
+                "The specified version ({given}) is not recognized. Consider using the latest supported version (2025-07-01)."
+            ))))
+        }
         Some(_) => Ok(caller.oid),
     }
 }

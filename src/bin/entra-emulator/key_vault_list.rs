@@ -16,7 +16,7 @@ use crate::vault::{MAX_PAGE_SIZE, SecretVersion};
 
 pub fn handle(state: &State, request: &Request, name: &str) -> Response {
     if let Err(refusal) = admit(state, request, name) {
-        return refusal;
+        return *refusal;
     }
     let page = match Page::parse(request, name) {
         Ok(page) => page,
