@@ -16,6 +16,7 @@
 //!   audit line's JSON writer (`json_line`).
 //! - `clock`: the one wall clock the layers share.
 //! - `secret`: the redacting type for secrets and tokens.
+//! - `delegation`: delegations' bearers, sealed records and their shared store (memory or Azure Blob).
 //! - `cli`: the offline policy commands (`token-broker policy check|explain`).
 //! - `fuzz_entry_points` (feature `fuzzing`): entry points for the coverage-guided fuzz targets in `fuzz/`.
 //! - `property_cases` (tests only): proptest properties over everything that parses hostile input.
@@ -38,6 +39,7 @@ pub mod azure;
 pub mod broker;
 pub mod cli;
 pub mod clock;
+pub mod delegation;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_entry_points;
 pub mod http;

@@ -21,6 +21,8 @@ pub enum ReadProblem {
     Unparseable,
     /// The value is empty or only whitespace.
     Empty,
+    /// A local file (the client certificate's) could not be read: missing, not a regular file, no access.
+    FileUnreadable,
 }
 
 impl ReadProblem {
@@ -31,6 +33,7 @@ impl ReadProblem {
             Self::Refused => "key_vault_refused",
             Self::Unparseable => "unparseable",
             Self::Empty => "empty",
+            Self::FileUnreadable => "file_unreadable",
         }
     }
 
@@ -42,7 +45,9 @@ impl ReadProblem {
     pub fn load_failure(self) -> LoadFailure {
         match self {
             Self::Unreachable => LoadFailure::Unreachable,
-            Self::Refused | Self::Unparseable | Self::Empty => LoadFailure::Misconfigured,
+            Self::Refused | Self::Unparseable | Self::Empty | Self::FileUnreadable => {
+                LoadFailure::Misconfigured
+            }
         }
     }
 }

@@ -171,7 +171,9 @@ fn degraded_reason(freshness: &Freshness, codes: [&'static str; 3]) -> Option<&'
     Some(match freshness.last_problem()? {
         ReadProblem::Empty => empty,
         ReadProblem::Unparseable => unparseable,
-        ReadProblem::Unreachable | ReadProblem::Refused => refresh_failing,
+        ReadProblem::Unreachable | ReadProblem::Refused | ReadProblem::FileUnreadable => {
+            refresh_failing
+        }
     })
 }
 

@@ -112,7 +112,7 @@ impl CertificateLoader for FileCertificate {
             .map_err(|_| ReadProblem::Unreachable)?
             .map_err(|err| {
                 tracing::warn!(path = %self.path.display(), error = %err, "client certificate file could not be read");
-                ReadProblem::Refused
+                ReadProblem::FileUnreadable
             })?;
         self.parsed
             .parse(bytes, &self.path.display().to_string())
@@ -235,7 +235,7 @@ mod tests {
 
         let loaded = loader.load().await;
 
-        assert!(matches!(loaded, Err(ReadProblem::Refused)));
+        assert!(matches!(loaded, Err(ReadProblem::FileUnreadable)));
         assert!(!loader.reading.load(Ordering::Acquire));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -7,7 +7,8 @@
 
 //! One module per concern reads its settings: `entra` (authority and identity endpoint), `key_vault`,
 //! `credential` (the broker's credential), `legacy_policy`, `policy_document`, `server` (port and
-//! limits); `vars` is the lookup they share. This module only assembles them and holds the error type.
+//! limits), `delegation` (the delegation store, sealing key and bounds); `vars` is the lookup they
+//! share. This module only assembles them and holds the error type.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::broker::ids::{ClientId, ObjectId, TenantId};
 use crate::broker::scope::{AudienceMap, TargetScope};
 
 mod credential;
+mod delegation;
 mod entra;
 mod key_vault;
 mod legacy_policy;
@@ -28,6 +30,7 @@ mod vars;
 
 pub use crate::broker::policy::legacy::UserAccess;
 pub use crate::broker::rate_limit::RateLimits;
+pub use crate::delegation::setup::{DelegationConfig, StoreLocation};
 pub use credential::{
     CertificateSource, ClientSecretSource, CredentialSettings, FEDERATED_AUDIENCE,
     FEDERATED_AUDIENCE_CHINA, FEDERATED_AUDIENCE_US_GOV,
@@ -123,6 +126,8 @@ pub struct Settings {
     pub token_margin: Duration,
     pub http_timeout: Duration,
     pub rate_limits: RateLimits,
+    /// `None`: delegations are off (`BROKER_DELEGATION_STORE=none`, the default).
+    pub delegation: Option<DelegationConfig>,
 }
 
 impl Settings {
@@ -151,7 +156,9 @@ impl Settings {
         }
         let policy_document = policy_document(&vars, key_vault.is_some())?;
         let allowlist_refresh = vars.seconds("BROKER_ALLOWLIST_REFRESH_SECONDS", 120, 1)?;
+        let delegation = delegation::delegation(&vars, key_vault.is_some())?;
         Ok(Self {
+            delegation,
             policy_document,
             port: port(&vars)?,
             tenant_id,

@@ -304,12 +304,14 @@ async fn certificate_file_replaced_by_a_fifo_hangs_no_request() {
         (
             &body["status"],
             &body["reasons"],
-            &body["credential"]["failed_reads"]
+            &body["credential"]["failed_reads"],
+            &body["credential"]["last_failure"]
         ),
         (
             &json!("degraded"),
             &json!(["client_certificate_refused"]),
-            &json!(1)
+            &json!(1),
+            &json!("file_unreadable")
         ),
         "health: {body}"
     );

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod access_helper;
 mod adversarial_claims;
 mod adversarial_encodings;
 mod adversarial_injection;
@@ -14,6 +15,7 @@ mod broker_credentials;
 mod caller_validation;
 mod connections;
 mod credential_healing;
+mod delegation_store;
 mod deploy_template;
 mod docs;
 mod function_config;
@@ -25,6 +27,7 @@ mod package;
 mod policy;
 mod policy_cli;
 mod policy_sources;
+mod python_client;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;

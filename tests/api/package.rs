@@ -1,6 +1,7 @@
 //! `dist/token-broker.zip`, as `.ci/package` writes it: exactly host.json, the function folders and the
 //! binary; the binary executable in its zip entry (the deployment keeps the entry's mode); no glibc symbol
-//! newer than the Functions Linux workers have; host.json still valid.
+//! newer than the Functions Linux workers have; host.json still valid. And `dist/access-helper`, the
+//! runtime-access helper, statically linked.
 //!
 //! The zip is a build product: `.ci/run` writes it before the tests. Without it these tests say so and
 //! pass, so `cargo test` on a fresh checkout needs nothing but the toolchain; under CI (`CI` set) a missing
@@ -286,4 +287,49 @@ fn funcignore_leaves_out_every_top_level_entry_not_needed_at_run_time() {
         Vec::<&String>::new(),
         "needed at run time, yet ignored"
     );
+}
+
+/// `dist/access-helper`, as `.ci/package` writes it, or `None` (with a note) outside CI when not built.
+fn static_helper() -> Option<Vec<u8>> {
+    let path = Path::new(APP_ROOT).join("dist/access-helper");
+    if !path.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} is missing: .ci/run builds it with .ci/package before the tests",
+            path.display()
+        );
+        eprintln!("skipped: {} not built (run .ci/package)", path.display());
+        return None;
+    }
+    Some(std::fs::read(&path).expect("read the helper"))
+}
+
+#[test]
+fn static_helper_is_an_x86_64_executable_that_needs_no_shared_library() {
+    use object::read::elf::{Dyn, ProgramHeader, SectionHeader};
+    let Some(elf) = static_helper() else { return };
+    let header = FileHeader64::<Endianness>::parse(&*elf).expect("a 64-bit ELF file");
+    let endian = header.endian().expect("ELF endianness");
+
+    assert_eq!(header.e_machine(endian), EM_X86_64);
+    let segments = header
+        .program_headers(endian, &*elf)
+        .expect("program headers");
+    let kinds: Vec<_> = segments.iter().map(|s| s.p_type(endian)).collect();
+    assert!(
+        !kinds.contains(&object::elf::PT_INTERP),
+        "the helper names a dynamic loader: it is not statically linked"
+    );
+    // A static-pie executable keeps a dynamic section for its own relocations, but it needs no library.
+    let sections = header.sections(endian, &*elf).expect("ELF sections");
+    let mut needed = 0;
+    for section in sections.iter() {
+        if let Some((entries, _)) = section.dynamic(endian, &*elf).expect("a dynamic section") {
+            needed += entries
+                .iter()
+                .filter(|entry| entry.d_tag(endian) == object::elf::DT_NEEDED)
+                .count();
+        }
+    }
+    assert_eq!(needed, 0, "the helper needs shared libraries");
 }

@@ -31,16 +31,6 @@ const PLATFORM_SETTINGS: &[&str] = &[
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 ];
 
-/// The delegation store's settings, fixed by the contract of issue 18 (docs/deploy.md, `delegationsEnabled`).
-/// The template sets them ahead of the broker that reads them; once the store is in the source, the scan
-/// finds them and this list can go.
-const DELEGATION_STORE_SETTINGS: &[&str] = &[
-    "BROKER_DELEGATION_STORE",
-    "BROKER_DELEGATION_KEY_NAME",
-    "BROKER_DELEGATION_REVOCATION_SECONDS",
-    "BROKER_DELEGATION_TOKEN_LIFETIME_SECONDS",
-];
-
 /// Settings the template must never set: App Service injects the first three, and Flex Consumption
 /// refuses the rest (the runtime is `functionAppConfig.runtime`, the package is the deployment container).
 const FORBIDDEN_SETTINGS: &[&str] = &[
@@ -469,8 +459,7 @@ fn every_app_setting_the_template_sets_is_read_by_the_broker_or_the_platform() {
                     || PLATFORM_SETTING_PREFIXES
                         .iter()
                         .any(|p| name.starts_with(p));
-                let contract = DELEGATION_STORE_SETTINGS.contains(&name.as_str());
-                !read.contains(name.as_str()) && !platform && !contract
+                !read.contains(name.as_str()) && !platform
             })
             .cloned()
             .collect();

@@ -1,8 +1,10 @@
 //! Shared test helpers: the emulator, the emulated Functions host in front of the broker, ids,
 //! assertions, hostile tokens and loopback stubs.
 
+pub mod access_helper;
 pub mod arm;
 pub mod assertions;
+pub mod azurite;
 pub mod broker;
 pub mod emulator;
 pub mod function_app;
