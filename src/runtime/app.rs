@@ -75,7 +75,7 @@ impl App {
                 &key_vault.url,
                 &key_vault.audience,
                 http.clone(),
-                settings.managed_identity_client_id.as_ref(),
+                settings.resource_identity_client_id.as_ref(),
             )?)),
             None => None,
         };

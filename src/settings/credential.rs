@@ -62,8 +62,8 @@ impl CredentialSettings {
     }
 }
 
-/// `BROKER_MANAGED_IDENTITY_CLIENT_ID`: the user-assigned identity for Key Vault reads and, with
-/// `managed-identity`, for the federated credential.
+/// `BROKER_MANAGED_IDENTITY_CLIENT_ID`: the user-assigned identity of the federated credential (with
+/// `managed-identity`), and of Key Vault reads unless `BROKER_RESOURCE_IDENTITY_CLIENT_ID` names another.
 pub(super) fn managed_identity_client_id(
     vars: &Vars<impl Fn(&str) -> Option<String>>,
 ) -> Result<Option<ClientId>, SettingsError> {

@@ -1,10 +1,11 @@
-//! The Entra and identity settings: the authority host, App Service's managed identity endpoint, and the
-//! delegated scope a user's token must carry.
+//! The Entra and identity settings: the authority host, App Service's managed identity endpoint, the
+//! identity that reaches Azure resources, and the delegated scope a user's token must carry.
 
 use url::Url;
 
 use super::SettingsError;
 use super::vars::{Vars, https_url, is_claim_value};
+use crate::broker::ids::ClientId;
 
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 
@@ -51,6 +52,27 @@ pub(super) fn identity_endpoint(
         });
     }
     Ok(())
+}
+
+/// `BROKER_RESOURCE_IDENTITY_CLIENT_ID`: the user-assigned identity that reads Key Vault (and Blob
+/// Storage), so that the federated credential's identity needs no Azure role. Unset, the identity of
+/// `federated` (`BROKER_MANAGED_IDENTITY_CLIENT_ID`) reads them, as before the setting existed; `None` then
+/// means the system-assigned identity.
+pub(super) fn resource_identity_client_id(
+    vars: &Vars<impl Fn(&str) -> Option<String>>,
+    federated: Option<&ClientId>,
+) -> Result<Option<ClientId>, SettingsError> {
+    const NAME: &str = "BROKER_RESOURCE_IDENTITY_CLIENT_ID";
+    match vars.get(NAME) {
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            SettingsError::invalid_value(
+                NAME,
+                &text,
+                "expected the user-assigned identity's client id (a GUID)",
+            )
+        }),
+        None => Ok(federated.cloned()),
+    }
 }
 
 pub(super) fn required_user_scope(

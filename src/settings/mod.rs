@@ -43,7 +43,7 @@ pub use legacy_policy::{
 pub use policy_document::PolicyDocumentSource;
 pub use server::DEFAULT_PORT;
 
-use entra::{authority_host, identity_endpoint, required_user_scope};
+use entra::{authority_host, identity_endpoint, required_user_scope, resource_identity_client_id};
 use key_vault::key_vault;
 use legacy_policy::{allowed_scopes, allowlist_max_age, audiences, user_access};
 use policy_document::policy_document;
@@ -96,9 +96,11 @@ pub struct Settings {
     pub tenant_id: TenantId,
     pub client_id: ClientId,
     pub credential: CredentialSettings,
-    /// The user-assigned identity for Key Vault reads (and the federated credential); `None`: the
-    /// Function App's system-assigned identity reads Key Vault.
+    /// The user-assigned identity of the federated credential (`BROKER_MANAGED_IDENTITY_CLIENT_ID`).
     pub managed_identity_client_id: Option<ClientId>,
+    /// The user-assigned identity that reads Key Vault: `BROKER_RESOURCE_IDENTITY_CLIENT_ID`, else the
+    /// federated credential's; `None`: the Function App's system-assigned identity.
+    pub resource_identity_client_id: Option<ClientId>,
     pub authority_host: Url,
     pub key_vault: Option<KeyVaultSettings>,
     pub allowlist_secret_name: String,
@@ -141,6 +143,8 @@ impl Settings {
         let authority_host = authority_host(&vars)?;
         let key_vault = key_vault(&vars)?;
         let managed_identity_client_id = credential::managed_identity_client_id(&vars)?;
+        let resource_identity_client_id =
+            resource_identity_client_id(&vars, managed_identity_client_id.as_ref())?;
         let credential = credential::credential(
             &vars,
             key_vault.is_some(),
@@ -161,6 +165,7 @@ impl Settings {
             client_id,
             credential,
             managed_identity_client_id,
+            resource_identity_client_id,
             authority_host,
             allowlist_secret_name: vars
                 .secret_name("BROKER_ALLOWLIST_SECRET_NAME")?
@@ -268,6 +273,43 @@ mod tests {
                 ("BROKER_ALLOWLIST_MAX_AGE_SECONDS", "200")
             ]),
             "BROKER_ALLOWLIST_MAX_AGE_SECONDS is invalid: expected at least twice BROKER_ALLOWLIST_REFRESH_SECONDS"
+        );
+    }
+
+    #[test]
+    fn resource_identity_falls_back_to_the_federated_identity_then_the_system_assigned_one() {
+        const FEDERATED: &str = "7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e";
+        const RESOURCE: &str = "9d0e1f2a-3b4c-4d5e-8f6a-7b8c9d0e1f2a";
+        let resource_identity = |overrides: &[(&str, &str)]| {
+            Settings::from_lookup(required_with(overrides))
+                .unwrap()
+                .resource_identity_client_id
+                .map(|id| id.as_str().to_owned())
+        };
+
+        assert_eq!(resource_identity(&[]), None);
+        assert_eq!(
+            resource_identity(&[("BROKER_MANAGED_IDENTITY_CLIENT_ID", FEDERATED)]),
+            Some(FEDERATED.to_owned())
+        );
+        assert_eq!(
+            resource_identity(&[
+                ("BROKER_MANAGED_IDENTITY_CLIENT_ID", FEDERATED),
+                ("BROKER_RESOURCE_IDENTITY_CLIENT_ID", RESOURCE)
+            ]),
+            Some(RESOURCE.to_owned())
+        );
+        assert_eq!(
+            resource_identity(&[("BROKER_RESOURCE_IDENTITY_CLIENT_ID", RESOURCE)]),
+            Some(RESOURCE.to_owned())
+        );
+    }
+
+    #[test]
+    fn malformed_resource_identity_is_named_and_quoted() {
+        assert_eq!(
+            error_of(&[("BROKER_RESOURCE_IDENTITY_CLIENT_ID", "token-broker-id")]),
+            "BROKER_RESOURCE_IDENTITY_CLIENT_ID is invalid (\"token-broker-id\"): expected the user-assigned identity's client id (a GUID)"
         );
     }
 

@@ -34,6 +34,7 @@ mod python_client;
 mod rate_limits;
 mod request_hygiene;
 mod resilience;
+mod resource_identity;
 mod revocation;
 mod settings;
 mod shutdown;

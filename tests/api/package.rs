@@ -5,7 +5,9 @@
 //!
 //! The zip is a build product: `.ci/run` writes it before the tests. Without it these tests say so and
 //! pass, so `cargo test` on a fresh checkout needs nothing but the toolchain; under CI (`CI` set) a missing
-//! zip fails.
+//! zip fails. Two more need no zip: docs/deploy.md's listing of the package names every function folder
+//! in the tree, and `.funcignore` (what `func azure functionapp publish` leaves out) leaves out every
+//! top-level entry but those.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -182,6 +184,109 @@ fn package_host_json_passes_its_schema_and_is_the_repositorys() {
 
     assert_eq!(schema_errors(&validator, &packaged), Vec::<String>::new());
     assert_eq!(packaged, read_json(&Path::new(APP_ROOT).join("host.json")));
+}
+
+/// The lines of docs/deploy.md's package listing: the fenced block after "writes `dist/token-broker.zip`".
+fn documented_package_listing() -> Vec<String> {
+    let deploy = std::fs::read_to_string(Path::new(APP_ROOT).join("docs/deploy.md"))
+        .expect("read docs/deploy.md");
+    let after = deploy
+        .split_once("writes `dist/token-broker.zip`")
+        .map(|(_, rest)| rest)
+        .expect("docs/deploy.md describes the package");
+    let block = after
+        .split_once("```text\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block)
+        .expect("a listing of the package");
+    block
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn deploy_md_package_listing_names_every_function_folder_and_nothing_else() {
+    let app = FunctionApp::load();
+    let mut expected: BTreeSet<String> = ["host.json".to_owned(), app.executable.clone()].into();
+    for (name, _) in function_json_paths() {
+        expected.insert(format!("{name}/function.json"));
+    }
+    assert!(
+        expected.len() > 4,
+        "the function folders were found: {expected:?}"
+    );
+
+    let documented: BTreeSet<String> = documented_package_listing().into_iter().collect();
+
+    assert_eq!(documented, expected);
+}
+
+/// Whether a `.funcignore` line (a name or a `*` glob of one top-level entry) matches `name`.
+fn ignores(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.trim_start_matches('/').trim_end_matches('/');
+    match pattern.split_once('*') {
+        Some((prefix, suffix)) => {
+            name.len() >= prefix.len() + suffix.len()
+                && name.starts_with(prefix)
+                && name.ends_with(suffix)
+        }
+        None => name == pattern,
+    }
+}
+
+#[test]
+fn funcignore_leaves_out_every_top_level_entry_not_needed_at_run_time() {
+    let root = Path::new(APP_ROOT);
+    let funcignore = std::fs::read_to_string(root.join(".funcignore")).expect("read .funcignore");
+    let patterns: Vec<&str> = funcignore
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let app = FunctionApp::load();
+    let mut needed: BTreeSet<String> = ["host.json".to_owned(), app.executable].into();
+    needed.extend(function_json_paths().into_iter().map(|(name, _)| name));
+    // What a checkout and a build leave at the top level, besides the tracked files: build output,
+    // the package, local settings and the emulator's state.
+    let mut present: BTreeSet<String> = std::fs::read_dir(root)
+        .expect("read the app root")
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    present.extend(
+        [
+            "target",
+            "dist",
+            ".local",
+            "local.settings.json",
+            ".git",
+            ".vscode",
+        ]
+        .map(str::to_owned),
+    );
+
+    let shipped: Vec<&String> = present
+        .iter()
+        .filter(|name| !needed.contains(*name))
+        .filter(|name| !patterns.iter().any(|p| ignores(p, name)))
+        .collect();
+    let dropped: Vec<&String> = needed
+        .iter()
+        .filter(|name| patterns.iter().any(|p| ignores(p, name)))
+        .collect();
+
+    assert_eq!(
+        shipped,
+        Vec::<&String>::new(),
+        "not needed at run time, yet packaged"
+    );
+    assert_eq!(
+        dropped,
+        Vec::<&String>::new(),
+        "needed at run time, yet ignored"
+    );
 }
 
 /// `dist/access-helper`, as `.ci/package` writes it, or `None` (with a note) outside CI when not built.

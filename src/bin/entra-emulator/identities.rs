@@ -20,6 +20,11 @@ pub const FUNCTION_MI_RESOURCE_ID: &str = "/subscriptions/00000000-0000-0000-000
 pub const BROKER_IDENTITY_OID: &str = "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d";
 pub const BROKER_IDENTITY_CLIENT_ID: &str = "7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e";
 pub const BROKER_IDENTITY_RESOURCE_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/token-broker-identity";
+/// A second user-assigned identity on the Function App, the deployment's resource identity: it reads Key
+/// Vault (`BROKER_RESOURCE_IDENTITY_CLIENT_ID`) and no federated credential trusts it.
+pub const RESOURCE_IDENTITY_OID: &str = "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f";
+pub const RESOURCE_IDENTITY_CLIENT_ID: &str = "9d0e1f2a-3b4c-4d5e-8f6a-7b8c9d0e1f2a";
+pub const RESOURCE_IDENTITY_RESOURCE_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/token-broker-id";
 /// The audience of managed-identity tokens exchanged as federated credentials.
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 

@@ -1,12 +1,14 @@
 //! Key Vault secrets `GET /secrets/{name}[/{version}]?api-version=..` (the version list is in
 //! `key_vault_list`): the bearer challenge (401 with
 //! `WWW-Authenticate`), token validation (signature by a published key, lifetime with 5 minutes of skew,
-//! issuer/tenant, `aud` https://vault.azure.net), RBAC (only the Function App's identity may read), then the
-//! secret. Error bodies are Key Vault's `{"error":{"code","message"}}` with its AKV/IDX message texts.
+//! issuer/tenant, `aud` https://vault.azure.net), RBAC (only the Function App's identities may read), then the
+//! secret, counted per reading identity. Error bodies are Key Vault's `{"error":{"code","message"}}` with
+//! its AKV/IDX message texts.
 
 use crate::http::{self, Request, Response};
 use crate::identities::{
-    BROKER_IDENTITY_OID, FUNCTION_MI_OID, KEY_VAULT_API_VERSIONS, TENANT_ID, VAULT_RESOURCE,
+    BROKER_IDENTITY_OID, FUNCTION_MI_OID, KEY_VAULT_API_VERSIONS, RESOURCE_IDENTITY_OID, TENANT_ID,
+    VAULT_RESOURCE,
 };
 use crate::jwt::{Jwt, VerifyError};
 use crate::state::State;
@@ -58,9 +60,10 @@ pub fn internal_error() -> Response {
 }
 
 pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str>) -> Response {
-    if let Some(refusal) = refusal(state, request, name) {
-        return refusal;
-    }
+    let reader = match admit(state, request, name) {
+        Ok(reader) => reader,
+        Err(refusal) => return *refusal,
+    };
     let Some(secret) = state.vault().get(name, version) else {
         let id = version.map_or_else(|| name.to_owned(), |version| format!("{name}/{version}"));
         let message = format!(
@@ -70,6 +73,7 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
         );
         return error(StatusCode::NOT_FOUND, "SecretNotFound", &message);
     };
+    state.stats.key_vault_read_by(&reader);
     let mut response = http::json(
         StatusCode::OK,
         &json!({
@@ -85,14 +89,15 @@ pub fn handle(state: &State, request: &Request, name: &str, version: Option<&str
 }
 
 /// What every secrets route checks first, in Key Vault's order: the method (only GET here), the bearer
-/// token, RBAC, then `api-version`. `Some` is the refusal to send.
-pub fn refusal(state: &State, request: &Request, name: &str) -> Option<Response> {
+/// token, RBAC, then `api-version`. `Ok` is the caller's object id, `Err` the refusal to send (boxed: a
+/// response is large).
+pub fn admit(state: &State, request: &Request, name: &str) -> Result<String, Box<Response>> {
     if request.method != Method::GET {
-        return Some(error(
+        return Err(Box::new(error(
             StatusCode::METHOD_NOT_ALLOWED,
             "BadRequest",
             "The requested method is not supported for this resource.",
-        ));
+        )));
     }
     let caller = match authenticate(state, request) {
         Ok(caller) => caller,
@@ -100,13 +105,14 @@ pub fn refusal(state: &State, request: &Request, name: &str) -> Option<Response>
             if request.header("authorization").is_some() {
                 state.stats.bump(Counter::KeyVaultTokenRefused);
             }
-            return Some(unauthorized(state, &message));
+            return Err(Box::new(unauthorized(state, &message)));
         }
     };
-    // The Function App's system-assigned identity and the broker's user-assigned one hold the
-    // Key Vault Secrets User role (get and list); nobody else does.
-    if caller.oid != FUNCTION_MI_OID && caller.oid != BROKER_IDENTITY_OID {
-        return Some(forbidden(&caller, name));
+    // The Function App's identities (system-assigned, and the user-assigned broker and resource
+    // identities) hold the Key Vault Secrets User role (get and list); nobody else does.
+    if ![FUNCTION_MI_OID, BROKER_IDENTITY_OID, RESOURCE_IDENTITY_OID].contains(&caller.oid.as_str())
+    {
+        return Err(Box::new(forbidden(&caller, name)));
     }
     let query = request.query_pairs();
     let api_version = query
@@ -114,13 +120,15 @@ pub fn refusal(state: &State, request: &Request, name: &str) -> Option<Response>
         .find(|(key, _)| key == "api-version")
         .map(|(_, value)| value.as_str());
     match api_version {
-        None | Some("") => Some(bad_parameter(
+        None | Some("") => Err(Box::new(bad_parameter(
             "The api-version query parameter is required.",
-        )),
-        Some(given) if !KEY_VAULT_API_VERSIONS.contains(&given) => Some(bad_parameter(&format!(
-            "The specified version ({given}) is not recognized. Consider using the latest supported version (2025-07-01)."
         ))),
-        Some(_) => None,
+        Some(given) if !KEY_VAULT_API_VERSIONS.contains(&given) => {
+            Err(Box::new(bad_parameter(&format!(
+                "The specified version ({given}) is not recognized. Consider using the latest supported version (2025-07-01)."
+            ))))
+        }
+        Some(_) => Ok(caller.oid),
     }
 }
 

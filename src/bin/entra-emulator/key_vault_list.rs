@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 
 use crate::http::{self, Request, Response};
-use crate::key_vault::{attributes, bad_parameter, refusal};
+use crate::key_vault::{admit, attributes, bad_parameter};
 use crate::state::State;
 use crate::vault::{MAX_PAGE_SIZE, SecretVersion};
 
 pub fn handle(state: &State, request: &Request, name: &str) -> Response {
-    if let Some(refusal) = refusal(state, request, name) {
-        return refusal;
+    if let Err(refusal) = admit(state, request, name) {
+        return *refusal;
     }
     let page = match Page::parse(request, name) {
         Ok(page) => page,

@@ -1,14 +1,16 @@
 //! The App Service managed-identity endpoint `GET /msi/token` (api-version 2019-08-01): checks
 //! `X-IDENTITY-HEADER` (missing → 400, wrong → 401), the api-version, `resource` and any identity selector
 //! (`client_id`, `principal_id`/`object_id`, `mi_res_id`), and answers with an app token for the Function
-//! App's system-assigned identity or, selected, the broker's user-assigned one: v1 for resources, v2 (the
+//! App's system-assigned identity or, selected, one of its user-assigned ones (the broker's federated
+//! identity, the resource identity): v1 for resources, v2 (the
 //! tenant's v2 issuer, `sub` = the identity's object id) for `api://AzureADTokenExchange`, as federated
 //! credentials expect. Errors use App Service's `{statusCode, message, correlationId}` shape.
 
 use crate::http::{self, Request, Response};
 use crate::identities::{
     BROKER_IDENTITY_CLIENT_ID, BROKER_IDENTITY_OID, BROKER_IDENTITY_RESOURCE_ID,
-    FUNCTION_MI_CLIENT_ID, FUNCTION_MI_OID, FUNCTION_MI_RESOURCE_ID, TENANT_ID, TENANT_NAME,
+    FUNCTION_MI_CLIENT_ID, FUNCTION_MI_OID, FUNCTION_MI_RESOURCE_ID, RESOURCE_IDENTITY_CLIENT_ID,
+    RESOURCE_IDENTITY_OID, RESOURCE_IDENTITY_RESOURCE_ID, TENANT_ID, TENANT_NAME,
     TOKEN_EXCHANGE_AUDIENCE,
 };
 use crate::ids;
@@ -26,8 +28,8 @@ struct Identity {
     resource_id: &'static str,
 }
 
-/// The system-assigned identity first (chosen when no selector is given), then the user-assigned one.
-const IDENTITIES: [Identity; 2] = [
+/// The system-assigned identity first (chosen when no selector is given), then the user-assigned ones.
+const IDENTITIES: [Identity; 3] = [
     Identity {
         oid: FUNCTION_MI_OID,
         client_id: FUNCTION_MI_CLIENT_ID,
@@ -37,6 +39,11 @@ const IDENTITIES: [Identity; 2] = [
         oid: BROKER_IDENTITY_OID,
         client_id: BROKER_IDENTITY_CLIENT_ID,
         resource_id: BROKER_IDENTITY_RESOURCE_ID,
+    },
+    Identity {
+        oid: RESOURCE_IDENTITY_OID,
+        client_id: RESOURCE_IDENTITY_CLIENT_ID,
+        resource_id: RESOURCE_IDENTITY_RESOURCE_ID,
     },
 ];
 

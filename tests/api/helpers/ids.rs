@@ -18,8 +18,14 @@ pub const USER_UPN: &str = "ana@contoso.com";
 pub const USER2_OID: &str = "4d5e6f7a-8b9c-4dae-9f01-3b4c5d6e7f80";
 pub const USER2_UPN: &str = "ben@contoso.com";
 pub const USER2_NAME: &str = "Ben Okafor";
-/// The broker's user-assigned identity, attached to the emulated Function App.
+/// The broker's user-assigned identity, attached to the emulated Function App: the federated credential.
 pub const BROKER_IDENTITY_CLIENT_ID: &str = "7b8c9d0e-1f2a-4b3c-9d4e-5f6a7b8c9d0e";
+pub const BROKER_IDENTITY_OID: &str = "6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d";
+/// The second user-assigned identity, the deployment's resource identity (reads Key Vault).
+pub const RESOURCE_IDENTITY_CLIENT_ID: &str = "9d0e1f2a-3b4c-4d5e-8f6a-7b8c9d0e1f2a";
+pub const RESOURCE_IDENTITY_OID: &str = "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f";
+/// The emulated Function App's system-assigned identity.
+pub const FUNCTION_MI_OID: &str = "d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70";
 pub const ALLOWLIST_SECRET: &str = "allowed-msi-oids";
 
 pub const SQL_RESOURCE: &str = "https://database.windows.net";

@@ -2,6 +2,7 @@
 //! assertions, hostile tokens and loopback stubs.
 
 pub mod access_helper;
+pub mod arm;
 pub mod assertions;
 pub mod azurite;
 pub mod broker;
