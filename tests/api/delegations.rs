@@ -41,7 +41,7 @@ fn document(revision: u64, backend_delegates_user_lane: bool) -> Value {
     })
 }
 
-async fn broker_with_delegations(emulator: &TestEmulator) -> TestBroker {
+pub(crate) async fn broker_with_delegations(emulator: &TestEmulator) -> TestBroker {
     emulator
         .set_secret(POLICY_SECRET, &document(1, true).to_string())
         .await;
@@ -62,7 +62,7 @@ async fn create(broker: &TestBroker, delegator: &str, body: Value) -> reqwest::R
 }
 
 /// A user-lane delegation of `sql` and `storage` for the default user; its 201 body.
-async fn user_delegation(emulator: &TestEmulator, broker: &TestBroker) -> Value {
+pub(crate) async fn user_delegation(emulator: &TestEmulator, broker: &TestBroker) -> Value {
     let backend = emulator.msi_token().await;
     let subject = emulator.user_token().await;
     let response = create(

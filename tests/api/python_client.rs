@@ -1,6 +1,7 @@
 //! The published Python TokenCredential client, unchanged, from PyPI (`vibedata-studio-azure-cred-broker`):
 //! 0.2.0 through the access helper's socket with no bearer in its environment or files, 0.2.0 falling back
-//! to the bearer file without a socket, and 0.1.0 against the broker with the bearer file.
+//! to the bearer file without a socket, and 0.1.0 against the broker with the bearer file; with an Entra
+//! token as the bearer, and with a delegation bearer (issue 18) that the backend rotates and revokes.
 //!
 //! `.ci/python-clients` installs both versions into target/python-clients/<version>/: `.ci/run` calls it
 //! before the tests, and the first test that finds a version missing runs it; one that still cannot be had
@@ -8,10 +9,10 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::access_helper::TestHelper;
-use crate::helpers::assertions::decode_claims;
+use crate::helpers::assertions::{decode_claims, json_body};
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{SQL_RESOURCE, USER_OID};
@@ -189,5 +190,83 @@ async fn client_0_1_0_gets_a_token_from_the_broker_with_the_bearer_file() {
         lines[1]
     );
     assert_eq!(broker.wait_for_audit_lines(2).await.len(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Mapped by the client to the alias `arm`, which the policy knows but the delegation does not hold.
+const ARM: &str = "https://management.azure.com/.default";
+
+#[tokio::test]
+async fn client_0_2_0_redeems_a_delegation_bearer_through_the_helper_for_its_audiences_only() {
+    // Arrange: a backend's user-lane delegation of `sql` and `storage`, its bearer held by the helper.
+    let emulator = TestEmulator::start().await;
+    let broker = crate::delegations::broker_with_delegations(&emulator).await;
+    let created = crate::delegations::user_delegation(&emulator, &broker).await;
+    let bearer = created["token"].as_str().expect("a bearer");
+    let helper = TestHelper::spawn(&broker, "user", bearer).await;
+    let agent_env = [(
+        "VD_RUNTIME_ACCESS_SOCKET",
+        helper.socket.display().to_string(),
+    )];
+
+    // Act
+    let (header, lines) = run_client("0.2.0", &agent_env, &[SQL, STORAGE, ARM]).await;
+
+    // Assert: the user's own tokens for the delegated audiences, the broker's code for the third.
+    assert_eq!(header["bearer_pointer"], false);
+    assert_eq!(audience_of(&lines[0]), SQL_RESOURCE);
+    assert_eq!(
+        decode_claims(lines[0]["token"].as_str().unwrap())["oid"],
+        USER_OID
+    );
+    assert_eq!(audience_of(&lines[1]), "https://storage.azure.com");
+    assert_eq!(lines[2]["code"], "audience_not_delegated", "{}", lines[2]);
+}
+
+#[tokio::test]
+async fn client_0_1_0_follows_a_rotated_delegation_bearer_in_its_file_until_revocation() {
+    // Arrange: the backend writes the delegation's bearer into the sandbox's credential file.
+    let emulator = TestEmulator::start().await;
+    let broker = crate::delegations::broker_with_delegations(&emulator).await;
+    let backend = emulator.msi_token().await;
+    let created = crate::delegations::user_delegation(&emulator, &broker).await;
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let dir = crate::helpers::access_helper::scratch_dir();
+    let bearer_file = dir.join("bearer");
+    std::fs::write(&bearer_file, created["token"].as_str().unwrap()).unwrap();
+    let env = [
+        ("VD_AZ_TOKEN_URL", format!("{}/api", broker.url())),
+        ("VD_CREDENTIAL_FILE", bearer_file.display().to_string()),
+    ];
+
+    // Act: a call, the backend rotates the bearer in the file, a call, the backend revokes, a call.
+    let (_, first) = run_client("0.1.0", &env, &[SQL]).await;
+    let rotated = broker
+        .post_json_as(
+            &format!("/api/delegations/{id}/token"),
+            &backend,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status(), 201);
+    let rotated = json_body(rotated).await;
+    assert_ne!(rotated["token"], created["token"]);
+    std::fs::write(&bearer_file, rotated["token"].as_str().unwrap()).unwrap();
+    let (_, second) = run_client("0.1.0", &env, &[STORAGE]).await;
+    let revoked = broker
+        .delete(&format!("/api/delegations/{id}"), &backend)
+        .await;
+    assert_eq!(revoked.status(), 204);
+    let (_, third) = run_client("0.1.0", &env, &[SQL]).await;
+
+    // Assert
+    assert_eq!(audience_of(&first[0]), SQL_RESOURCE);
+    assert_eq!(audience_of(&second[0]), "https://storage.azure.com");
+    assert_eq!(
+        decode_claims(second[0]["token"].as_str().unwrap())["oid"],
+        USER_OID
+    );
+    let refused = third[0]["error"].as_str().unwrap_or_default();
+    assert!(refused.contains("401"), "{}", third[0]);
     let _ = std::fs::remove_dir_all(&dir);
 }
