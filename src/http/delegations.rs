@@ -121,6 +121,7 @@ pub async fn handle(path: DelegationPath, parts: RequestParts, broker: Arc<Broke
     record.delegation_decision = Some(decision_of(&path, &parts.method));
     match serve(&path, &parts, &broker, &mut record).await {
         Ok(response) => {
+            record.answered = Some(response.status().as_u16());
             telemetry::audit(&record, Ok(None));
             response
         }

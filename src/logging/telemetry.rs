@@ -62,6 +62,9 @@ pub struct Refusal<'a> {
 /// What an audit line records about one request, filled in as the request is processed.
 #[derive(Default)]
 pub struct AuditRecord {
+    /// The status of an answer that issued nothing, where it is not 200 (a delegation created, 201;
+    /// revoked, 204).
+    pub answered: Option<u16>,
     pub request_id: String,
     pub route: &'static str,
     pub caller: Option<std::sync::Arc<Caller>>,
@@ -101,7 +104,7 @@ pub fn audit(record: &AuditRecord, outcome: Result<Option<&Grant>, Refusal<'_>>)
     let caller = record.caller.as_deref();
     let (decision, reason, detail, status) = match (outcome, record.delegation_decision) {
         (Ok(Some(_)), _) => ("issued", "ok", None, 200),
-        (Ok(None), Some(decision)) => (decision, "ok", None, 200),
+        (Ok(None), Some(decision)) => (decision, "ok", None, record.answered.unwrap_or(200)),
         (Ok(None), None) => ("answered", "ok", None, 200),
         (Err(refusal), delegation_decision) => {
             let status = refusal.status;

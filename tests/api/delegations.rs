@@ -627,22 +627,23 @@ async fn every_decision_writes_one_audit_line_naming_the_delegation_and_no_beare
 
     let lines = broker.wait_for_audit_lines(4).await;
 
-    let decisions: Vec<(&str, &str)> = lines
+    let decisions: Vec<(&str, &str, u64)> = lines
         .iter()
         .map(|line| {
             (
                 line["route"].as_str().unwrap_or_default(),
                 line["decision"].as_str().unwrap_or_default(),
+                line["status"].as_u64().unwrap_or_default(),
             )
         })
         .collect();
     assert_eq!(
         decisions,
         [
-            ("delegations", "created"),
-            ("token", "issued"),
-            ("delegations", "read"),
-            ("delegations", "revoked")
+            ("delegations", "created", 201),
+            ("token", "issued", 200),
+            ("delegations", "read", 200),
+            ("delegations", "revoked", 204)
         ]
     );
     for line in &lines {
