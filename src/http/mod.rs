@@ -4,6 +4,7 @@
 pub mod connections;
 pub mod delegations;
 pub mod error;
+mod error_description;
 pub mod filters;
 pub mod get_sp_token;
 pub mod health;

@@ -10,6 +10,8 @@ mod cli;
 mod client_assertion;
 mod clock;
 mod control;
+mod control_credentials;
+mod control_input;
 mod directory;
 mod discovery;
 mod entra_error;
