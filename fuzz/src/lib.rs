@@ -12,7 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use num_bigint::BigUint;
 use serde_json::Value;
 use token_broker::broker::caller::Caller;
-use token_broker::fuzz_entry_points::{BROKER, FixedTenant, KID, SKEW, TENANT, V1_ISSUER, V2_ISSUER};
+use token_broker::fuzz_entry_points::{
+    BROKER, FixedTenant, KID, SKEW, TENANT, V1_ISSUER, V2_ISSUER,
+};
 
 const PRIMES: &str = include_str!("../signing-key-primes.txt");
 const E: u64 = 65_537;
