@@ -19,6 +19,9 @@ use tokio::task::JoinHandle;
 
 pub const GET_SP_TOKEN: &str = "/api/GetSPToken";
 pub const SQL_SCOPE_BODY: &str = r#"{"targetScope":"https://database.windows.net/.default"}"#;
+/// The Token route, as a sandbox's TokenCredential client redeems a delegation bearer on it.
+pub const TOKEN: &str = "/api/token";
+pub const SQL_AUDIENCE_BODY: &str = r#"{"audience":"sql"}"#;
 
 pub const CONNECTIONS: usize = 32;
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -35,6 +38,9 @@ pub struct LoadSpec {
     pub measure: Duration,
     /// `Authorization` values, used round-robin.
     pub bearers: Arc<Vec<HeaderValue>>,
+    /// The route and body every request carries.
+    pub path: &'static str,
+    pub body: &'static str,
 }
 
 impl LoadSpec {
@@ -46,6 +52,17 @@ impl LoadSpec {
             warm_up: WARM_UP,
             measure: MEASURE,
             bearers: Arc::new(bearers(tokens)?),
+            path: GET_SP_TOKEN,
+            body: SQL_SCOPE_BODY,
+        })
+    }
+
+    /// The standard run on the Token route for the `sql` audience (a delegation bearer's redemption).
+    pub fn token(addr: SocketAddr, tokens: &[String]) -> anyhow::Result<Self> {
+        Ok(Self {
+            path: TOKEN,
+            body: SQL_AUDIENCE_BODY,
+            ..Self::get_sp_token(addr, tokens)?
         })
     }
 
@@ -57,6 +74,8 @@ impl LoadSpec {
             warm_up: self.warm_up / SLICES,
             measure: self.measure / SLICES,
             bearers: self.bearers.clone(),
+            path: self.path,
+            body: self.body,
         }
     }
 }
@@ -141,9 +160,10 @@ pub async fn run(spec: &LoadSpec) -> anyhow::Result<LoadResult> {
         let sender = connect(spec.addr).await?;
         let bearers = spec.bearers.clone();
         let stride = spec.connections;
+        let (path, body) = (spec.path, spec.body);
         workers.push(tokio::spawn(async move {
             tokio::time::sleep_until(start.into()).await;
-            worker(sender, bearers, id, stride, window).await
+            worker(sender, bearers, (path, body), (id, stride), window).await
         }));
     }
     let mut result = LoadResult {
@@ -180,8 +200,8 @@ struct WorkerStats {
 async fn worker(
     mut sender: SendRequest<Full<Bytes>>,
     bearers: Arc<Vec<HeaderValue>>,
-    first: usize,
-    stride: usize,
+    (path, body): (&'static str, &'static str),
+    (first, stride): (usize, usize),
     window: Window,
 ) -> anyhow::Result<WorkerStats> {
     let mut stats = WorkerStats {
@@ -196,7 +216,7 @@ async fn worker(
             return Ok(stats);
         }
         let bearer = bearers.get(next).context("bearer index")?.clone();
-        let status = send(&mut sender, bearer).await?;
+        let status = send_to(&mut sender, path, body, bearer).await?;
         stats.sent += 1;
         if sent >= window.from {
             let micros = sent.elapsed().as_micros();
@@ -282,11 +302,21 @@ pub async fn send(
     sender: &mut SendRequest<Full<Bytes>>,
     bearer: HeaderValue,
 ) -> anyhow::Result<StatusCode> {
-    let request = Request::post(GET_SP_TOKEN)
+    send_to(sender, GET_SP_TOKEN, SQL_SCOPE_BODY, bearer).await
+}
+
+/// One POST of `body` to `path`; reads the whole response body.
+pub async fn send_to(
+    sender: &mut SendRequest<Full<Bytes>>,
+    path: &'static str,
+    body: &'static str,
+    bearer: HeaderValue,
+) -> anyhow::Result<StatusCode> {
+    let request = Request::post(path)
         .header(HOST, "127.0.0.1")
         .header(CONTENT_TYPE, "application/json")
         .header(AUTHORIZATION, bearer)
-        .body(Full::new(Bytes::from_static(SQL_SCOPE_BODY.as_bytes())))?;
+        .body(Full::new(Bytes::from_static(body.as_bytes())))?;
     exchange(sender, request).await
 }
 

@@ -6,6 +6,7 @@
 
 mod bare;
 mod broker;
+mod delegation;
 #[allow(dead_code)] // shared with the soak bench, which uses more of it
 mod emulator;
 mod load;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::broker::BrokerProcess;
+use crate::delegation::DelegatingBroker;
 use crate::emulator::Emulator;
 use crate::load::{LoadResult, LoadSpec};
 use crate::process::Process;
@@ -54,25 +56,34 @@ async fn run() -> anyhow::Result<Report> {
     let bare = bare::BareHandler::start().await?;
     let broker_spec = LoadSpec::get_sp_token(broker.addr(), &tokens)?.slice();
     let bare_spec = LoadSpec::get_sp_token(bare.addr(), &tokens)?.slice();
+    let delegating = DelegatingBroker::start(&emulator).await?;
+    let delegation_spec = LoadSpec::token(
+        delegating.broker.addr(),
+        std::slice::from_ref(&delegating.bearer),
+    )?
+    .slice();
     progress(&format!(
-        "(a) broker and (b) bare warp handler: {} connections, {} alternating slices of {:?} warm-up + {:?} each",
+        "(a) broker, (b) bare warp handler and (e) delegation redemption: {} connections, {} alternating slices of {:?} warm-up + {:?} each",
         broker_spec.connections,
         load::SLICES,
         broker_spec.warm_up,
         broker_spec.measure,
     ));
-    let (mut broker_slices, mut bare_slices) = (Vec::new(), Vec::new());
+    let (mut broker_slices, mut bare_slices, mut delegation_slices) =
+        (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..load::SLICES {
         broker_slices.push(run_slice(&broker_spec, broker.process()).await?);
         bare_slices.push(run_slice(&bare_spec, bare.process()).await?);
+        delegation_slices.push(run_slice(&delegation_spec, delegating.broker.process()).await?);
     }
-    let (broker_load, bare_load) = (
+    let (broker_load, bare_load, delegation_load) = (
         LoadResult::merge(broker_slices),
         LoadResult::merge(bare_slices),
+        LoadResult::merge(delegation_slices),
     );
     let broker_peak = broker.process().peak_rss_kib()?;
     let broker_log_lines = broker.log_lines();
-    drop((broker, bare));
+    drop((broker, bare, delegating));
 
     progress("(c) cold start");
     let first = tokens.first().context("no caller tokens")?;
@@ -90,6 +101,7 @@ async fn run() -> anyhow::Result<Report> {
         broker_load,
         broker_log_lines,
         bare_load,
+        delegation_load,
         cold_starts,
         stampede,
         broker_peak_rss_kib: broker_peak,

@@ -17,6 +17,8 @@ pub struct Report {
     pub broker_load: LoadResult,
     pub broker_log_lines: u64,
     pub bare_load: LoadResult,
+    /// (e): one delegation bearer redeemed for `sql` on the Token route, its downstream token cached.
+    pub delegation_load: LoadResult,
     pub cold_starts: Vec<Duration>,
     pub stampede: Stampede,
     /// VmHWM of the throughput broker after (a), KiB.
@@ -114,6 +116,8 @@ impl Report {
     fn throughput_rows(&self) -> Vec<Row> {
         let (broker, bare) = (&self.broker_load, &self.bare_load);
         let ratio = ratio(broker, bare);
+        let delegation = &self.delegation_load;
+        let delegation_ratio = self::ratio(delegation, bare);
         let p99 = broker.percentile(99.0);
         let (broker_cpu, bare_cpu) = (
             broker.cpu_micros_per_request(),
@@ -153,6 +157,21 @@ impl Report {
                 ),
             ),
             Row::check("a", "p99 latency", millis(p99), "< 5 ms", p99 < MAX_P99),
+            Row::info(
+                "e",
+                format!(
+                    "broker: delegation redemption on /api/token, cached ({} requests, {} non-200)",
+                    delegation.requests, delegation.non_200
+                ),
+                throughput(delegation),
+            ),
+            Row::check(
+                "e/b",
+                "delegation throughput ratio",
+                format!("{delegation_ratio:.2}"),
+                ">= 0.5",
+                delegation_ratio >= MIN_RATIO,
+            ),
         ]
     }
 
