@@ -63,7 +63,7 @@ async fn run() -> anyhow::Result<Report> {
     )?
     .slice();
     progress(&format!(
-        "(a) broker, (b) bare warp handler and (e) delegation redemption: {} connections, {} alternating slices of {:?} warm-up + {:?} each",
+        "(a) broker, (b) bare warp handler and (f) delegation redemption: {} connections, {} alternating slices of {:?} warm-up + {:?} each",
         broker_spec.connections,
         load::SLICES,
         broker_spec.warm_up,

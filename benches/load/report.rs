@@ -17,7 +17,7 @@ pub struct Report {
     pub broker_load: LoadResult,
     pub broker_log_lines: u64,
     pub bare_load: LoadResult,
-    /// (e): one delegation bearer redeemed for `sql` on the Token route, its downstream token cached.
+    /// (f): one delegation bearer redeemed for `sql` on the Token route, its downstream token cached.
     pub delegation_load: LoadResult,
     pub cold_starts: Vec<Duration>,
     pub stampede: Stampede,
@@ -158,7 +158,7 @@ impl Report {
             ),
             Row::check("a", "p99 latency", millis(p99), "< 5 ms", p99 < MAX_P99),
             Row::info(
-                "e",
+                "f",
                 format!(
                     "broker: delegation redemption on /api/token, cached ({} requests, {} non-200)",
                     delegation.requests, delegation.non_200
@@ -166,7 +166,7 @@ impl Report {
                 throughput(delegation),
             ),
             Row::check(
-                "e/b",
+                "f/b",
                 "delegation throughput ratio",
                 format!("{delegation_ratio:.2}"),
                 ">= 0.5",
