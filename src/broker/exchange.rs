@@ -102,17 +102,8 @@ impl TokenEndpoint {
         assertion: &Secret,
         scope: &TargetScope,
     ) -> Result<IssuedToken, UpstreamError> {
-        let mut form = vec![
-            ("grant_type", OBO_GRANT),
-            ("client_id", self.client_id.as_str()),
-        ];
-        push_client_auth(&mut form, auth);
-        form.extend([
-            ("assertion", assertion.expose()),
-            ("scope", scope.as_str()),
-            ("requested_token_use", "on_behalf_of"),
-        ]);
-        self.request(&form).await
+        self.request(&self.obo_form(auth, assertion, scope.as_str()))
+            .await
     }
 
     /// On-Behalf-Of asking also for `offline_access`: the token and the user's refresh token.
@@ -123,6 +114,17 @@ impl TokenEndpoint {
         scope: &TargetScope,
     ) -> Result<UserGrant, UpstreamError> {
         let scopes = format!("{} {OFFLINE_ACCESS}", scope.as_str());
+        self.request_keeping_refresh_token(&self.obo_form(auth, assertion, &scopes))
+            .await
+    }
+
+    /// The On-Behalf-Of form for `scopes` (space-separated), authenticated as `auth`.
+    fn obo_form<'a>(
+        &'a self,
+        auth: &'a ClientAuth,
+        assertion: &'a Secret,
+        scopes: &'a str,
+    ) -> Vec<(&'static str, &'a str)> {
         let mut form = vec![
             ("grant_type", OBO_GRANT),
             ("client_id", self.client_id.as_str()),
@@ -130,10 +132,10 @@ impl TokenEndpoint {
         push_client_auth(&mut form, auth);
         form.extend([
             ("assertion", assertion.expose()),
-            ("scope", scopes.as_str()),
+            ("scope", scopes),
             ("requested_token_use", "on_behalf_of"),
         ]);
-        self.request_keeping_refresh_token(&form).await
+        form
     }
 
     /// The refresh-token grant for a confidential client: a token for `scope` issued to the refresh
