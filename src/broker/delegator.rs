@@ -10,8 +10,8 @@ use crate::broker::scope::TargetScope;
 use crate::broker::{Broker, Lane};
 use crate::clock::now;
 use crate::delegation::{
-    Bearer, Counted, DelegationId, DelegationRecord, DelegationState, Delegations, StoreError,
-    Subject, SubjectKind, Versioned,
+    Bearer, Counted, DelegationId, DelegationRecord, DelegationState, Delegations, Membership,
+    StoreError, Subject, SubjectKind, Versioned,
 };
 use crate::secret::Secret;
 
@@ -75,6 +75,7 @@ impl Broker {
         let mut record = DelegationRecord {
             id: id.clone(),
             delegator: delegator.oid.clone(),
+            delegator_membership: membership_of(delegator),
             lane: request.lane,
             audiences: request.audiences,
             subject,
@@ -221,6 +222,7 @@ impl Broker {
             kind: SubjectKind::User,
             oid: subject.oid.clone(),
             display: subject.display.as_str().to_owned(),
+            membership: membership_of(&subject),
         };
         Ok((subject, Some(refresh_token)))
     }
@@ -237,8 +239,14 @@ impl Broker {
             kind: SubjectKind::ServicePrincipal,
             oid,
             display: "token-broker".to_owned(),
+            membership: Membership::default(),
         })
     }
+}
+
+/// The app roles and groups the caller's token carried, kept for the re-checks at redemption.
+fn membership_of(caller: &Caller) -> Membership {
+    Membership::of(&caller.roles, &caller.groups, caller.group_overage)
 }
 
 /// The subject token validated, but it is an app's (or lacks the user scope): not a user to act for.

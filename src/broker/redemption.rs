@@ -22,7 +22,7 @@ use crate::broker::{Broker, Lane};
 use crate::clock::now;
 use crate::delegation::{
     self, BearerRefused, Counted, DelegationId, DelegationRecord, DelegationState, Delegations,
-    SealedSecret, SubjectKind, Versioned,
+    Membership, SealedSecret, SubjectKind, Versioned,
 };
 use crate::secret::Secret;
 
@@ -136,27 +136,36 @@ impl Broker {
 }
 
 /// Both sides must still hold what the delegation carries: the delegator's delegate grant, and in the
-/// user lane the subject's own user-lane grants. Neither token is at hand, so the identities are
-/// matched by object id (grants by app role or group cannot be re-checked and are treated as absent).
+/// user lane the subject's own user-lane grants, as the policy in force states them. Neither token is
+/// at hand, so each side is matched by its object id and by the app roles and groups its token carried
+/// at creation.
 fn still_allowed(
     policy: &Policy,
     record: &DelegationRecord,
     scope: &TargetScope,
 ) -> Result<(), BrokerError> {
     let scopes = std::slice::from_ref(scope);
-    let delegator = identity_only(CallerKind::Msi, &record.delegator);
+    let delegator = identity_only(
+        CallerKind::Msi,
+        &record.delegator,
+        &record.delegator_membership,
+    );
     authorize_delegator(policy, &delegator, record.lane, scopes)
         .map_err(|_| BrokerError::AudienceNotDelegated)?;
     if record.subject.kind == SubjectKind::User {
-        let subject = identity_only(CallerKind::User, &record.subject.oid);
+        let subject = identity_only(
+            CallerKind::User,
+            &record.subject.oid,
+            &record.subject.membership,
+        );
         subject_allows(policy, &subject, scopes).map_err(|_| BrokerError::AudienceNotDelegated)?;
     }
     // The audiences were resolved once at creation; a policy that no longer defines one refuses it.
     resolve_all(policy, &record.audiences).map(|_| ())
 }
 
-/// A caller with only a kind and an object id, for re-checking grants without a token.
-fn identity_only(kind: CallerKind, oid: &ObjectId) -> Caller {
+/// A caller with only what the record keeps of it, for re-checking grants without a token.
+fn identity_only(kind: CallerKind, oid: &ObjectId, membership: &Membership) -> Caller {
     Caller {
         kind,
         oid: oid.clone(),
@@ -164,9 +173,9 @@ fn identity_only(kind: CallerKind, oid: &ObjectId) -> Caller {
         app_id: None,
         display: DisplayName::from(""),
         scopes: Vec::new(),
-        roles: Vec::new(),
-        groups: Vec::new(),
-        group_overage: false,
+        roles: membership.roles.clone(),
+        groups: membership.groups.clone(),
+        group_overage: membership.group_overage,
         expires_at: 0,
         kid: String::new(),
     }

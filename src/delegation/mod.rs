@@ -26,6 +26,8 @@ pub use bearer::{Bearer, BearerHash, Malformed, looks_like_delegation_bearer, pa
 pub use delegations::{BearerRefused, Bounds, Delegations, Versioned};
 pub use health::{Counted, DelegationHealth};
 pub use id::{DelegationId, RandomUnavailable};
-pub use record::{CorruptRecord, DelegationRecord, DelegationState, Subject, SubjectKind};
+pub use record::{
+    CorruptRecord, DelegationRecord, DelegationState, Membership, Subject, SubjectKind,
+};
 pub use seal::{Keyring, SealError, SealedSecret, SharedKeyring};
 pub use store::{RecordStore, StoreError, StoreKind};

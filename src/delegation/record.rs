@@ -20,6 +20,11 @@ pub const MAX_AUDIENCES: usize = 16;
 pub const MAX_LABEL_CHARS: usize = 128;
 /// Deepest nesting of objects and arrays in a stored record.
 const MAX_DEPTH: usize = 4;
+/// Most app roles, and most groups, kept of one token: Entra lists at most 200 groups before it switches
+/// to overage claims. A token with more keeps the first ones, which can only narrow what it matches.
+pub const MAX_MEMBERSHIPS: usize = 256;
+/// Most characters in an app role value.
+const MAX_ROLE_CHARS: usize = 256;
 /// Most bearer hashes kept: expired ones are dropped on every issue, so only a delegation rotated this
 /// often within one bearer lifetime reaches it, and then the oldest is dropped.
 pub const MAX_BEARERS: usize = 64;
@@ -50,6 +55,37 @@ pub struct Subject {
     pub oid: ObjectId,
     /// The user principal name, or the service principal's name; for audit and answers only.
     pub display: String,
+    /// The user's app roles and groups at creation (empty in the service lane).
+    pub membership: Membership,
+}
+
+/// The app roles and groups a token carried when the delegation was created. No token is at hand at
+/// redemption, so grants that admit by app role or by group are re-checked against these: the grant is
+/// the policy's in force, the membership is the one proven at creation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// App role values (`roles`), at most [`MAX_MEMBERSHIPS`].
+    pub roles: Vec<String>,
+    /// Group object ids (`groups`), at most [`MAX_MEMBERSHIPS`].
+    pub groups: Vec<ObjectId>,
+    /// The token carried overage claims instead of its groups: it matches no group grant.
+    pub group_overage: bool,
+}
+
+impl Membership {
+    /// What a validated token carried, bounded.
+    pub fn of(roles: &[String], groups: &[ObjectId], group_overage: bool) -> Self {
+        Self {
+            roles: roles
+                .iter()
+                .filter(|role| role.chars().count() <= MAX_ROLE_CHARS)
+                .take(MAX_MEMBERSHIPS)
+                .cloned()
+                .collect(),
+            groups: groups.iter().take(MAX_MEMBERSHIPS).cloned().collect(),
+            group_overage,
+        }
+    }
 }
 
 /// A delegation's state as stored. Expiry is also decided from `expires_at` (see
@@ -90,6 +126,8 @@ pub struct DelegationRecord {
     pub id: DelegationId,
     /// The object id of the app that created the delegation; the only caller that may see it.
     pub delegator: ObjectId,
+    /// The delegator's app roles at creation.
+    pub delegator_membership: Membership,
     pub lane: Lane,
     /// Audience aliases of the policy, 1 to [`MAX_AUDIENCES`], without repeats.
     pub audiences: Vec<String>,
@@ -157,6 +195,7 @@ impl DelegationRecord {
             format: FORMAT,
             id: self.id.clone(),
             delegator: self.delegator.to_string(),
+            delegator_membership: StoredMembership::from(&self.delegator_membership),
             lane: match self.lane {
                 Lane::User => StoredLane::User,
                 Lane::Service => StoredLane::Service,
@@ -166,6 +205,7 @@ impl DelegationRecord {
                 kind: self.subject.kind,
                 oid: self.subject.oid.to_string(),
                 display: self.subject.display.clone(),
+                membership: StoredMembership::from(&self.subject.membership),
             },
             label: self.label.clone(),
             created: self.created,
@@ -204,6 +244,48 @@ struct StoredSubject {
     kind: SubjectKind,
     oid: String,
     display: String,
+    membership: StoredMembership,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredMembership {
+    roles: Vec<String>,
+    groups: Vec<String>,
+    group_overage: bool,
+}
+
+impl From<&Membership> for StoredMembership {
+    fn from(membership: &Membership) -> Self {
+        Self {
+            roles: membership.roles.clone(),
+            groups: membership.groups.iter().map(ToString::to_string).collect(),
+            group_overage: membership.group_overage,
+        }
+    }
+}
+
+impl StoredMembership {
+    fn validate(self) -> Result<Membership, CorruptRecord> {
+        let roles_ok = self.roles.len() <= MAX_MEMBERSHIPS
+            && self
+                .roles
+                .iter()
+                .all(|role| !role.is_empty() && role.chars().count() <= MAX_ROLE_CHARS);
+        if !roles_ok || self.groups.len() > MAX_MEMBERSHIPS {
+            return Err(CorruptRecord);
+        }
+        let groups = self
+            .groups
+            .iter()
+            .map(|group| Guid::parse_canonical(group).map_err(|_| CorruptRecord))
+            .collect::<Result<_, _>>()?;
+        Ok(Membership {
+            roles: self.roles,
+            groups,
+            group_overage: self.group_overage,
+        })
+    }
 }
 
 /// The JSON at rest. Every member is required (`null` where absent), so a missing one is an error.
@@ -213,6 +295,7 @@ struct StoredRecord {
     format: u32,
     id: DelegationId,
     delegator: String,
+    delegator_membership: StoredMembership,
     lane: StoredLane,
     audiences: Vec<String>,
     subject: StoredSubject,
@@ -250,7 +333,10 @@ impl StoredRecord {
         let subject_ok = match lane {
             Lane::User => self.subject.kind == SubjectKind::User,
             Lane::Service => {
-                self.subject.kind == SubjectKind::ServicePrincipal && self.refresh_token.is_none()
+                self.subject.kind == SubjectKind::ServicePrincipal
+                    && self.refresh_token.is_none()
+                    && self.subject.membership.roles.is_empty()
+                    && self.subject.membership.groups.is_empty()
             }
         };
         let valid = self.format == FORMAT
@@ -265,12 +351,14 @@ impl StoredRecord {
         Ok(DelegationRecord {
             id: self.id,
             delegator: oid(&self.delegator)?,
+            delegator_membership: self.delegator_membership.validate()?,
             lane,
             audiences: self.audiences,
             subject: Subject {
                 kind: self.subject.kind,
                 oid: oid(&self.subject.oid)?,
                 display: self.subject.display,
+                membership: self.subject.membership.validate()?,
             },
             label: self.label,
             created: self.created,
@@ -301,12 +389,21 @@ pub(crate) mod tests {
             refresh_token: Some(keyring.seal(&id, &Secret::new("refresh")).unwrap()),
             id,
             delegator: "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d".parse().unwrap(),
+            delegator_membership: Membership {
+                roles: vec!["Delegate.Sessions".into()],
+                ..Membership::default()
+            },
             lane: Lane::User,
             audiences: vec!["sql".into(), "storage".into()],
             subject: Subject {
                 kind: SubjectKind::User,
                 oid: "5c1f0e2d-8b3a-4f7c-9d6e-1a2b3c4d5e6f".parse().unwrap(),
                 display: "alice@contoso.example".into(),
+                membership: Membership {
+                    roles: vec!["Analyst".into()],
+                    groups: vec!["0b6a1c2d-3e4f-4a5b-8c7d-9e0f1a2b3c4d".parse().unwrap()],
+                    group_overage: false,
+                },
             },
             label: Some("session 4711".into()),
             created: 1_000,
@@ -385,6 +482,33 @@ pub(crate) mod tests {
                 "long label",
                 Box::new(|v| v["label"] = "x".repeat(129).into()),
             ),
+            (
+                "missing membership",
+                Box::new(|v| _ = v.as_object_mut().unwrap().remove("delegator_membership")),
+            ),
+            (
+                "group that is not a GUID",
+                Box::new(|v| v["subject"]["membership"]["groups"][0] = "analysts".into()),
+            ),
+            (
+                "empty role",
+                Box::new(|v| v["subject"]["membership"]["roles"][0] = "".into()),
+            ),
+            (
+                "too many roles",
+                Box::new(|v| {
+                    v["delegator_membership"]["roles"] =
+                        serde_json::json!(vec!["r"; MAX_MEMBERSHIPS + 1]);
+                }),
+            ),
+            (
+                "service lane with groups",
+                Box::new(|v| {
+                    v["lane"] = "service".into();
+                    v["subject"]["type"] = "service_principal".into();
+                    v["refresh_token"] = serde_json::Value::Null;
+                }),
+            ),
         ];
         for (case, edit) in cases {
             assert_eq!(reparsed(edit).err(), Some(CorruptRecord), "case `{case}`");
@@ -443,6 +567,20 @@ pub(crate) mod tests {
         }
         assert_eq!(record.bearers.len(), MAX_BEARERS);
         assert!(record.bearers.iter().all(|entry| entry.expires_at == 3_000));
+    }
+
+    #[test]
+    fn membership_of_a_token_keeps_at_most_the_limit_and_no_oversized_role() {
+        let roles: Vec<String> = std::iter::once("r".repeat(MAX_ROLE_CHARS + 1))
+            .chain((0..MAX_MEMBERSHIPS + 3).map(|i| format!("role{i}")))
+            .collect();
+        let group: ObjectId = "0b6a1c2d-3e4f-4a5b-8c7d-9e0f1a2b3c4d".parse().unwrap();
+        let groups = vec![group; MAX_MEMBERSHIPS + 1];
+        let membership = Membership::of(&roles, &groups, true);
+        assert_eq!(membership.roles.len(), MAX_MEMBERSHIPS);
+        assert_eq!(membership.roles[0], "role0");
+        assert_eq!(membership.groups.len(), MAX_MEMBERSHIPS);
+        assert!(membership.group_overage);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use token_broker::broker::Lane;
 use token_broker::delegation::store::blob::BlobStore;
 use token_broker::delegation::{
     Bearer, BearerRefused, Bounds, DelegationId, DelegationRecord, DelegationState, Delegations,
-    Keyring, SealError, SharedKeyring, StoreError, Subject, SubjectKind,
+    Keyring, Membership, SealError, SharedKeyring, StoreError, Subject, SubjectKind,
 };
 use token_broker::secret::Secret;
 use url::Url;
@@ -73,12 +73,18 @@ fn record(delegations: &Delegations) -> (DelegationRecord, Bearer) {
     let mut record = DelegationRecord {
         id,
         delegator: "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d".parse().unwrap(),
+        delegator_membership: Membership::default(),
         lane: Lane::User,
         audiences: vec!["sql".into(), "storage".into()],
         subject: Subject {
             kind: SubjectKind::User,
             oid: "5c1f0e2d-8b3a-4f7c-9d6e-1a2b3c4d5e6f".parse().unwrap(),
             display: "ana@contoso.example".into(),
+            membership: Membership {
+                roles: Vec::new(),
+                groups: vec!["0b6a1c2d-3e4f-4a5b-8c7d-9e0f1a2b3c4d".parse().unwrap()],
+                group_overage: false,
+            },
         },
         label: Some("session 4711".into()),
         created: now(),

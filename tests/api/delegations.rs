@@ -10,9 +10,14 @@ use crate::helpers::assertions::{assert_error, decode_claims, json_body};
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{MSI_OID, OTHER_MSI_OID, USER_OID};
+use crate::helpers::policy::{ANALYSTS_GROUP, analyst_token, overage_analyst_token};
 
 const POLICY_SECRET: &str = "broker-policy";
 const POLICY_WAIT: Duration = Duration::from_secs(10);
+/// The app role that admits a backend to delegate in [`document_by_role_and_group`].
+const DELEGATE_ROLE: &str = "Broker.Delegate";
+/// A group no test user is in.
+const OTHER_GROUP: &str = "4e5f6a7b-8c9d-4e0f-9a1b-2c3d4e5f6a7b";
 
 /// The backend (the emulator's default managed identity) delegates `sql`, `storage` and `arm` in the
 /// user lane and `sql` in the service lane; every user may have `sql` and `storage` for themselves.
@@ -608,6 +613,78 @@ async fn removing_the_delegators_grant_stops_redemptions_within_one_policy_refre
     };
 
     assert_eq!(status, (403, json!("audience_not_delegated")));
+}
+
+/// A backend admitted by app role that delegates `sql`, and users admitted to `sql` by `group`.
+fn document_by_role_and_group(revision: u64, group: &str) -> Value {
+    json!({
+        "revision": revision,
+        "audiences": {"sql": "https://database.windows.net/.default"},
+        "grants": [
+            {"name": "backends", "apps": {"app_role": DELEGATE_ROLE}, "lane": "user",
+             "audiences": ["sql"], "delegate": true},
+            {"name": "analysts-own-sql", "users": {"groups": [group]}, "lane": "user",
+             "audiences": ["sql"]},
+        ],
+    })
+}
+
+#[tokio::test]
+async fn grants_by_app_role_and_group_are_re_checked_with_the_membership_proven_at_creation() {
+    // Arrange
+    let emulator = TestEmulator::start().await;
+    emulator
+        .set_secret(
+            POLICY_SECRET,
+            &document_by_role_and_group(1, ANALYSTS_GROUP).to_string(),
+        )
+        .await;
+    let broker = TestBroker::spawn_with(
+        &emulator,
+        &[
+            ("BROKER_POLICY_SECRET_NAME", POLICY_SECRET),
+            ("BROKER_DELEGATION_STORE", "memory"),
+        ],
+    )
+    .await;
+    let backend = emulator
+        .mint(json!({"kind": "msi", "oid": OTHER_MSI_OID, "roles": [DELEGATE_ROLE]}))
+        .await;
+    let body = |subject: String| {
+        json!({"lane": "user", "audiences": ["sql"], "subject_token": subject,
+               "lifetime_seconds": 3600})
+    };
+    let overage = create(
+        &broker,
+        &backend,
+        body(overage_analyst_token(&emulator).await),
+    )
+    .await;
+    let created = create(&broker, &backend, body(analyst_token(&emulator).await)).await;
+    assert_eq!(created.status(), 201);
+    let bearer = bearer_of(&json_body(created).await);
+
+    // Act
+    let redeemed = redeem(&broker, &bearer, json!({"audience": "sql"})).await;
+    emulator
+        .set_secret(
+            POLICY_SECRET,
+            &document_by_role_and_group(2, OTHER_GROUP).to_string(),
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + POLICY_WAIT;
+    let after_regrant = loop {
+        let response = redeem(&broker, &bearer, json!({"audience": "sql"})).await;
+        if response.status() != 200 || tokio::time::Instant::now() >= deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Assert
+    assert_error(overage, 403, "audience_not_allowed").await;
+    assert_eq!(redeemed.status(), 200);
+    assert_error(after_regrant, 403, "audience_not_delegated").await;
 }
 
 #[tokio::test]
