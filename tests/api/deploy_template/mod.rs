@@ -1,8 +1,8 @@
-//! `deploy/azuredeploy.json`, checked offline: every resource against its type's ARM schema, the example
-//! parameters file against the parameters schema, and, with the template evaluated for a set of
-//! parameters (`helpers/arm.rs`), what a deployment would write: settings, secrets, identities and roles
-//! (`settings.rs`, `identities.rs`), the network (`network.rs`), diagnostics and alerts
-//! (`monitoring.rs`). A schema check proves shape and names, not a deployment.
+//! `deploy/azuredeploy.json`, checked offline: every resource against its type's ARM schema, as written
+//! and as each configuration deploys it; the example parameters file against the parameters schema; and,
+//! with the template evaluated for a set of parameters (`helpers/arm.rs`), what a deployment would write:
+//! settings, secrets, identities and roles (`settings.rs`, `identities.rs`), the network (`network.rs`),
+//! diagnostics and alerts (`monitoring.rs`). A schema check proves shape and names, not a deployment.
 
 mod identities;
 mod monitoring;
@@ -214,6 +214,53 @@ fn every_template_resource_validates_against_its_types_arm_schema() {
         resources(&template).len() - copies + copies * alerts,
         "resources no configuration deploys"
     );
+}
+
+/// Types whose schema tells its definitions apart only by the resource's name (`sites/config`:
+/// `appsettings`, `metadata`, ...; the publishing policies: `scm`, `ftp`).
+const TYPES_TOLD_APART_BY_NAME: &[&str] = &[
+    "Microsoft.Web/sites/config",
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies",
+];
+
+/// The template as written, before its expressions are worked out, as ARM tooling and linters read it.
+/// One kind of resource cannot pass so: where only the name tells a type's definitions apart, a name
+/// written as an expression (the app's name is a parameter) matches every definition, and the schema's
+/// `oneOf` refuses more than one match. Such a resource must pass once its name is written out;
+/// every other resource must pass as written.
+#[test]
+fn every_template_resource_as_written_validates_save_a_name_only_an_expression_can_spell() {
+    let template = template();
+    let base = format!("{ARM_SCHEMA_BASE}{DEPLOYMENT_TEMPLATE}#/definitions/resourceBase");
+
+    for resource in resources(&template) {
+        let resource_type = resource["type"].as_str().expect("resource type");
+        let url = arm_resource_schema_url(
+            resource_type,
+            resource["apiVersion"].as_str().expect("apiVersion"),
+        );
+        let validator = arm_validator_for(&json!({"allOf": [{"$ref": base}, {"$ref": url}]}));
+        let errors = schema_errors(&validator, resource);
+        if errors.is_empty() {
+            continue;
+        }
+        let name = resource["name"].as_str().unwrap_or_default();
+        assert!(
+            TYPES_TOLD_APART_BY_NAME.contains(&resource_type),
+            "{resource_type} {name}: {errors:?}"
+        );
+        let child = name
+            .rsplit_once("'/")
+            .and_then(|(_, tail)| tail.split('\'').next())
+            .expect("a child name written as `concat(..., '/<child>')`");
+        let mut written_out = resource.clone();
+        written_out["name"] = json!(format!("broker-app/{child}"));
+        assert_eq!(
+            schema_errors(&validator, &written_out),
+            Vec::<String>::new(),
+            "{resource_type} {name}, its name written out"
+        );
+    }
 }
 
 #[test]

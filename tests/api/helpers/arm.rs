@@ -211,6 +211,15 @@ impl<'a> Deployment<'a> {
                     Value::String(values.into_iter().map(text).collect())
                 }
             }
+            // `{0}`, `{1}`, ... replaced by the arguments after the first (no format specifiers).
+            "format" => {
+                let values = all();
+                let mut formatted = text(values[0].clone());
+                for (i, value) in values.into_iter().enumerate().skip(1) {
+                    formatted = formatted.replace(&format!("{{{}}}", i - 1), &text(value));
+                }
+                Value::String(formatted)
+            }
             "replace" => Value::String(text(arg(0)).replace(&text(arg(1)), &text(arg(2)))),
             "createarray" => Value::Array(all()),
             "createobject" => {
