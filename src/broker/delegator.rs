@@ -141,13 +141,15 @@ impl Broker {
         })
     }
 
-    /// The delegation as the store holds it now, if `delegator` created it.
+    /// The delegation as the store holds it now, if `delegator` created it, with the redemptions this
+    /// instance has counted and not yet written.
     pub async fn read_delegation(
         &self,
         delegator: &Caller,
         id: &DelegationId,
     ) -> Result<DelegationRecord, BrokerError> {
-        Ok(self.own_delegation(delegator, id).await?.record)
+        let record = self.own_delegation(delegator, id).await?.record;
+        Ok(self.delegations()?.with_pending_usage(record))
     }
 
     /// Revokes a delegation of `delegator`; revoking a revoked one changes nothing.

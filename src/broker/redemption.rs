@@ -90,6 +90,7 @@ impl Broker {
         };
         if let Some(delegations) = &self.delegations {
             delegations.count(Counted::Redeemed);
+            delegations.note_redemption(&record.id, now());
         }
         Ok((scope, grant))
     }
@@ -278,28 +279,24 @@ impl Refresh {
     }
 
     /// Writes the rotated refresh token over the one used, unless another instance has written a
-    /// newer one since (then theirs is kept). Counts the redemption either way.
+    /// newer one since (then theirs is kept).
     async fn keep_newest(&self, used: &SealedSecret, rotated: Option<&Secret>) {
         let sealed = match rotated.map(|token| self.delegations.seal(&self.id, token)) {
-            Some(Ok(sealed)) => Some(sealed),
+            Some(Ok(sealed)) => sealed,
             Some(Err(err)) => {
                 tracing::warn!(delegation = %self.id, error = %err, "rotated refresh token not sealed; the previous one is kept");
-                None
+                return;
             }
-            None => None,
+            None => return,
         };
-        let now = now();
         let written = self
             .delegations
             .update(&self.id, |record| {
-                if let Some(sealed) = &sealed
-                    && record.refresh_token.as_ref() == Some(used)
-                {
-                    record.refresh_token = Some(sealed.clone());
+                if record.refresh_token.as_ref() != Some(used) {
+                    return Ok::<_, ()>(false);
                 }
-                record.redemptions += 1;
-                record.last_used = Some(now);
-                Ok::<_, ()>(true)
+                record.refresh_token = Some(sealed.clone());
+                Ok(true)
             })
             .await;
         if written.is_err() {

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+
 use super::bearer::Bearer;
 use super::cache::RecordCache;
 use super::health::{Counted, Counters, DelegationHealth, Reachability};
@@ -12,10 +14,13 @@ use super::id::DelegationId;
 use super::record::DelegationRecord;
 use super::seal::{SealError, SealedSecret, SharedKeyring};
 use super::store::{ETag, RecordStore, StoreError};
+use super::usage::Usage;
 use crate::secret::Secret;
 
 /// How many times [`Delegations::update`] re-reads after losing a race before giving up.
 const UPDATE_ATTEMPTS: usize = 8;
+/// How many records [`Delegations::flush_usage`] writes at once.
+const FLUSH_CONCURRENCY: usize = 16;
 
 /// A record and the version it was read at; hand it back to [`Delegations::replace`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +62,7 @@ struct Inner {
     bounds: Bounds,
     counters: Counters,
     reachability: Reachability,
+    usage: Usage,
 }
 
 impl Delegations {
@@ -69,6 +75,7 @@ impl Delegations {
                 bounds,
                 counters: Counters::default(),
                 reachability: Reachability::default(),
+                usage: Usage::default(),
             }),
         }
     }
@@ -200,6 +207,39 @@ impl Delegations {
             .as_ref()
             .map(|sealed| self.inner.keyring.current().open(&record.id, sealed))
             .transpose()
+    }
+
+    /// Counts a token answered for `id` at `now` (unix seconds), from the token cache or not; the
+    /// count reaches the record at the next [`Delegations::flush_usage`].
+    pub fn note_redemption(&self, id: &DelegationId, now: u64) {
+        self.inner.usage.note(id, now);
+    }
+
+    /// `record` with the redemptions this instance has counted and not yet written.
+    pub fn with_pending_usage(&self, mut record: DelegationRecord) -> DelegationRecord {
+        if let Some(pending) = self.inner.usage.of(&record.id) {
+            pending.apply_to(&mut record);
+        }
+        record
+    }
+
+    /// Adds every count waiting to its record. Counts the store could not take now are kept for the
+    /// next flush; those of a record that is gone or malformed are dropped.
+    pub async fn flush_usage(&self) {
+        let waiting = self.inner.usage.take();
+        futures_util::stream::iter(waiting)
+            .for_each_concurrent(FLUSH_CONCURRENCY, |(id, counts)| async move {
+                let written = self
+                    .update(&id, |record| {
+                        counts.apply_to(record);
+                        Ok::<_, std::convert::Infallible>(true)
+                    })
+                    .await;
+                if let Err(StoreError::Unavailable | StoreError::Conflict) = written {
+                    self.inner.usage.add(&id, counts);
+                }
+            })
+            .await;
     }
 
     /// Counts a decision for health.
@@ -361,6 +401,36 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((updated.record.redemptions, calls), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn redemptions_show_at_once_here_reach_the_store_on_flush_and_wait_out_an_outage() {
+        let store = Arc::new(Switchable::default());
+        let (here, elsewhere) = (delegations(store.clone()), delegations(store.clone()));
+        let (record, _) = user_record();
+        here.create(&record).await.unwrap();
+        here.note_redemption(&record.id, 2_000);
+        here.note_redemption(&record.id, 2_001);
+
+        let seen_here = here.with_pending_usage(elsewhere.read(&record.id).await.unwrap().record);
+        store.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        here.flush_usage().await;
+        store
+            .down
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let after_outage = elsewhere.read(&record.id).await.unwrap().record;
+        here.flush_usage().await;
+        let flushed = elsewhere.read(&record.id).await.unwrap().record;
+        here.flush_usage().await;
+        let flushed_again = elsewhere.read(&record.id).await.unwrap().record;
+
+        assert_eq!(
+            (seen_here.redemptions, seen_here.last_used),
+            (2, Some(2_001))
+        );
+        assert_eq!(after_outage.redemptions, 0);
+        assert_eq!((flushed.redemptions, flushed.last_used), (2, Some(2_001)));
+        assert_eq!(flushed_again.redemptions, 2, "counts are written once");
     }
 
     #[tokio::test]

@@ -8,7 +8,8 @@
 //! - `record`: the record per delegation and its strict stored form.
 //! - `store`: where records live (in process, or Azure Blob with compare-and-swap on the ETag).
 //! - `delegations`: the handle the routes use: bounded-staleness cache, bearer authentication,
-//!   sealing, counters; `health`: what health shows of it.
+//!   sealing, counters; `usage`: each instance's redemption counts, added to the records on a schedule;
+//!   `health`: what health shows of it.
 //! - `setup`: the handle built from the settings at start-up.
 
 pub mod bearer;
@@ -21,6 +22,7 @@ pub mod record;
 pub mod seal;
 pub mod setup;
 pub mod store;
+mod usage;
 
 pub use bearer::{Bearer, BearerHash, Malformed, looks_like_delegation_bearer, parse};
 pub use delegations::{BearerRefused, Bounds, Delegations, Versioned};

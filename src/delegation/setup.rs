@@ -90,3 +90,15 @@ pub fn spawn_keyring_refresh(started: &Started, every: Duration) {
         source.clone().spawn_refresh(every);
     }
 }
+
+/// Adds each instance's redemption counts to the records every `every` (the revocation bound: a read on
+/// another instance lags by no more than a record may be stale).
+pub fn spawn_usage_flush(started: &Started, every: Duration) {
+    let delegations = started.delegations.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            delegations.flush_usage().await;
+        }
+    });
+}

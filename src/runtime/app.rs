@@ -186,6 +186,7 @@ impl App {
         }
         if let Some(started) = &delegations {
             setup::spawn_keyring_refresh(started, settings.allowlist_refresh);
+            setup::spawn_usage_flush(started, started.delegations.bounds().revocation);
         }
         refresh::spawn_housekeeping(broker.clone(), HOUSEKEEPING);
 

@@ -219,7 +219,10 @@ async fn reading_a_delegation_shows_its_state_and_never_a_token() {
     let broker = broker_with_delegations(&emulator).await;
     let backend = emulator.msi_token().await;
     let created = user_delegation(&emulator, &broker).await;
-    redeem(&broker, &bearer_of(&created), json!({"audience": "sql"})).await;
+    for _ in 0..2 {
+        // The second answer comes from the token cache, and counts too.
+        redeem(&broker, &bearer_of(&created), json!({"audience": "sql"})).await;
+    }
 
     let response = broker
         .get(
@@ -232,7 +235,7 @@ async fn reading_a_delegation_shows_its_state_and_never_a_token() {
     let body = json_body(response).await;
     assert_eq!(body["state"], "active");
     assert_eq!(body["label"], "session 4711");
-    assert_eq!(body["redemptions"], 1);
+    assert_eq!(body["redemptions"], 2);
     assert_eq!(body["audiences"], json!(["sql", "storage"]));
     assert!(!body.to_string().contains("tbdlg_"), "{body}");
 }

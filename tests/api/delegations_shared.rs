@@ -146,6 +146,47 @@ async fn made_on_one_instance_redeemed_on_another_and_revoked_there_within_the_b
 }
 
 #[tokio::test]
+async fn redemptions_on_one_instance_cache_hits_included_reach_a_read_on_another_within_the_bound()
+{
+    // Arrange
+    let Some(shared) = shared().await else { return };
+    let (first, second) = (shared.instance().await, shared.instance().await);
+    let backend = shared.emulator.msi_token().await;
+    let created = create(
+        &first,
+        &backend,
+        json!({"lane": "service", "audiences": ["sql"]}),
+    )
+    .await;
+    let path = format!("/api/delegations/{}", created["id"].as_str().unwrap());
+
+    // Act: three tokens on the second instance, the last two from its token cache.
+    for _ in 0..3 {
+        let redeemed = second
+            .token(bearer_of(&created), json!({"audience": "sql"}))
+            .await;
+        assert_eq!(redeemed.status(), 200);
+    }
+    let redeemed_at = Instant::now();
+    let read = loop {
+        let read = json_body(first.get(&path, Some(&backend)).await).await;
+        if read["redemptions"] == 3 || redeemed_at.elapsed() > BOUND * 2 {
+            break read;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // Assert
+    assert_eq!(read["redemptions"], 3, "{read}");
+    assert!(read["last_used"].is_u64(), "{read}");
+    assert!(
+        redeemed_at.elapsed() <= BOUND + Duration::from_secs(2),
+        "counted after {:?}",
+        redeemed_at.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn two_instances_refreshing_one_delegation_at_once_lose_no_refresh_token() {
     // Arrange: strict refresh tokens, so a refresh token redeemed twice is refused.
     let Some(shared) = shared().await else { return };
