@@ -3,34 +3,10 @@
 
 use serde_json::{Value, json};
 
+use token_broker::settings::LEGACY_POLICY_SETTINGS;
+
 use super::{configurations, example_values, parameters, template};
 use crate::helpers::arm::Deployment;
-
-/// The settings a policy document replaces (`LEGACY_POLICY_SETTINGS` in the broker's settings code): the
-/// broker refuses to start with any of them beside a document.
-const LEGACY_POLICY_SETTINGS: &[&str] = &[
-    "BROKER_ALLOWLIST_SECRET_NAME",
-    "BROKER_ALLOWED_MSI_OIDS",
-    "BROKER_ALLOWLIST_MAX_AGE_SECONDS",
-    "BROKER_ALLOWED_SCOPES",
-    "BROKER_EXTRA_SCOPES",
-    "BROKER_AUDIENCES",
-    "BROKER_POLICY_REVISION",
-    "BROKER_USER_ACCESS",
-    "BROKER_ALLOWED_USER_OIDS",
-    "BROKER_USER_APP_ROLE",
-];
-
-#[test]
-fn legacy_settings_list_is_the_brokers() {
-    let sources = super::non_test_sources().join("\n");
-    for name in LEGACY_POLICY_SETTINGS {
-        assert!(
-            sources.contains(&format!("\"{name}\"")),
-            "`{name}` is not a setting the broker reads"
-        );
-    }
-}
 
 #[test]
 fn document_mode_is_the_default_and_emits_no_legacy_policy_setting() {
