@@ -38,6 +38,8 @@ use crate::settings::{
 const FIRST_LOAD_WAIT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
+/// Longest wait at shutdown for the last redemption counts to reach the delegation store.
+const FINAL_FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -209,7 +211,16 @@ impl App {
         if let Ok(addr) = self.local_addr() {
             tracing::info!(addr = %addr, "listening");
         }
+        let broker = self.broker.clone();
         server::serve(self.listener, self.broker, self.limits, shutdown).await;
+        // The redemption counts not yet written would go with the process.
+        if let Some(delegations) = &broker.delegations
+            && tokio::time::timeout(FINAL_FLUSH_WAIT, delegations.flush_usage())
+                .await
+                .is_err()
+        {
+            tracing::warn!("redemption counts not all written before exit");
+        }
     }
 }
 

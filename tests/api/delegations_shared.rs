@@ -187,6 +187,36 @@ async fn redemptions_on_one_instance_cache_hits_included_reach_a_read_on_another
 }
 
 #[tokio::test]
+async fn an_instance_stopped_before_its_next_write_still_writes_its_redemption_counts() {
+    // Arrange
+    let Some(shared) = shared().await else { return };
+    let first = shared.instance().await;
+    let mut second = shared.instance().await;
+    let backend = shared.emulator.msi_token().await;
+    let created = create(
+        &first,
+        &backend,
+        json!({"lane": "service", "audiences": ["sql"]}),
+    )
+    .await;
+    let path = format!("/api/delegations/{}", created["id"].as_str().unwrap());
+    for _ in 0..2 {
+        let redeemed = second
+            .token(bearer_of(&created), json!({"audience": "sql"}))
+            .await;
+        assert_eq!(redeemed.status(), 200);
+    }
+
+    // Act: SIGTERM well within the first write interval.
+    let exit = second.terminate(BOUND).await;
+    let read = json_body(first.get(&path, Some(&backend)).await).await;
+
+    // Assert
+    assert!(exit.is_some_and(|status| status.success()), "{exit:?}");
+    assert_eq!(read["redemptions"], 2, "{read}");
+}
+
+#[tokio::test]
 async fn two_instances_refreshing_one_delegation_at_once_lose_no_refresh_token() {
     // Arrange: strict refresh tokens, so a refresh token redeemed twice is refused.
     let Some(shared) = shared().await else { return };
