@@ -9,9 +9,9 @@ use crate::helpers::assertions::{
 };
 use crate::helpers::broker::TestBroker;
 use crate::helpers::credentials::{
-    CERTIFICATE_SECRET, assert_client_credentials, caller_with_a_cached_token, certificate_broker,
-    certificate_file_broker, health, identity_broker, identity_settings, thumbprint,
-    trusted_identity_broker, vault_certificate,
+    CERTIFICATE_SECRET, app_caller_asks_for_sql, assert_client_credentials,
+    caller_with_a_cached_token, certificate_broker, certificate_file_broker, health,
+    identity_broker, identity_settings, thumbprint, trusted_identity_broker, vault_certificate,
 };
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{
@@ -54,9 +54,7 @@ async fn certificate_from_key_vault_issues_tokens_by_both_grants() {
     let broker = certificate_broker(&emulator, &[]).await;
 
     // Act
-    let service = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let service = app_caller_asks_for_sql(&emulator, &broker).await;
     let user = broker
         .token(&emulator.user_token().await, sql_user_lane())
         .await;
@@ -86,9 +84,7 @@ async fn pem_certificate_in_key_vault_issues_tokens() {
         .await;
     let broker = certificate_broker(&emulator, &[]).await;
 
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
     assert_issued(response).await;
 }
@@ -103,9 +99,7 @@ async fn certificate_file_issues_tokens_by_both_grants() {
     let broker = certificate_file_broker(&emulator, &certificate, &path, &[]).await;
 
     // Act
-    let service = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let service = app_caller_asks_for_sql(&emulator, &broker).await;
     let user = broker
         .token(&emulator.user_token().await, sql_user_lane())
         .await;
@@ -149,9 +143,7 @@ async fn certificate_not_registered_on_the_app_is_500_broker_credentials_rejecte
         .await;
     let broker = certificate_broker(&emulator, &[]).await;
 
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
     assert_credential_rejected(
         &broker,
@@ -173,9 +165,7 @@ async fn expired_certificate_is_never_sent_and_is_500_broker_credentials_rejecte
     let broker = certificate_broker(&emulator, &[]).await;
 
     // Act
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
     // Assert
     let body = assert_error(response, 500, "broker_credentials_rejected").await;
@@ -229,9 +219,7 @@ async fn managed_identity_issues_tokens_by_both_grants_as_a_federated_credential
     let broker = trusted_identity_broker(&emulator, &[]).await;
 
     // Act
-    let service = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let service = app_caller_asks_for_sql(&emulator, &broker).await;
     let user = broker
         .token(&emulator.user_token().await, sql_user_lane())
         .await;
@@ -263,9 +251,7 @@ async fn revoked_federated_record_is_500_broker_credentials_rejected() {
     emulator.revoke_federated_credential(&record).await;
     let broker = identity_broker(&emulator, &[]).await;
 
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
     assert_credential_rejected(
         &broker,
@@ -287,9 +273,7 @@ async fn identity_endpoint_down_is_502_managed_identity_unavailable() {
         .await;
 
     // Act
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
     // Assert
     assert_error(response, 502, "managed_identity_unavailable").await;
@@ -340,12 +324,7 @@ async fn no_log_line_reveals_an_assertion_a_private_key_or_an_identity_token() {
 
     // Act
     for broker in &brokers {
-        assert_issued(
-            broker
-                .get_sp_token(&emulator.msi_token().await, sql_request())
-                .await,
-        )
-        .await;
+        assert_issued(app_caller_asks_for_sql(&emulator, broker).await).await;
         assert_issued(
             broker
                 .token(&emulator.user_token().await, sql_user_lane())

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use crate::helpers::assertions::{assert_error, assert_issued, json_body};
 use crate::helpers::broker::TestBroker;
 use crate::helpers::credentials::{
-    CERTIFICATE_SECRET, assert_client_credentials, caller_with_a_cached_token, certificate_broker,
-    certificate_file_broker, health, identity_broker, thumbprint, trusted_identity_broker,
-    vault_certificate,
+    CERTIFICATE_SECRET, app_caller_asks_for_sql, assert_client_credentials,
+    caller_with_a_cached_token, certificate_broker, certificate_file_broker, health,
+    identity_broker, thumbprint, trusted_identity_broker, vault_certificate,
 };
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{sql_request, sql_user_lane, storage_request};
@@ -77,12 +77,7 @@ async fn identity_token_signed_with_a_retired_key_is_replaced_and_the_exchange_r
     // dropped from the key set.
     let emulator = TestEmulator::start().await;
     let broker = trusted_identity_broker(&emulator, &[]).await;
-    assert_issued(
-        broker
-            .get_sp_token(&emulator.msi_token().await, sql_request())
-            .await,
-    )
-    .await;
+    assert_issued(app_caller_asks_for_sql(&emulator, &broker).await).await;
     emulator.rotate_keys(true).await;
     // The broker looks for a caller's unknown key at most once per BROKER_JWKS_MIN_REFRESH_SECONDS (1).
     tokio::time::sleep(Duration::from_millis(1_100)).await;

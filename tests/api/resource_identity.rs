@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 use crate::helpers::assertions::{assert_issued, json_body};
 use crate::helpers::broker::TestBroker;
-use crate::helpers::credentials::trusted_identity_broker;
+use crate::helpers::credentials::{app_caller_asks_for_sql, trusted_identity_broker};
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{
     BROKER_IDENTITY_CLIENT_ID, BROKER_IDENTITY_OID, FUNCTION_MI_OID, RESOURCE_IDENTITY_CLIENT_ID,
-    RESOURCE_IDENTITY_OID, sql_request,
+    RESOURCE_IDENTITY_OID,
 };
 
 /// Secrets Key Vault served, by the object id of the identity that read them.
@@ -25,16 +25,6 @@ fn readers(reads: &Value) -> Vec<&String> {
         .as_object()
         .map(|r| r.keys().collect())
         .unwrap_or_default()
-}
-
-/// The answer to the default managed identity (an app caller) asking GetSPToken for Azure SQL.
-async fn app_caller_asks_for_sql(
-    emulator: &TestEmulator,
-    broker: &TestBroker,
-) -> reqwest::Response {
-    broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await
 }
 
 #[tokio::test]

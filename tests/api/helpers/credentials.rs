@@ -86,6 +86,16 @@ pub async fn trusted_identity_broker(
     identity_broker(emulator, extra).await
 }
 
+/// The answer to the default managed identity (an app caller) asking GetSPToken for Azure SQL.
+pub async fn app_caller_asks_for_sql(
+    emulator: &TestEmulator,
+    broker: &TestBroker,
+) -> reqwest::Response {
+    broker
+        .get_sp_token(&emulator.msi_token().await, sql_request())
+        .await
+}
+
 /// The default managed identity's token, once the broker has issued it a SQL token (now cached).
 pub async fn caller_with_a_cached_token(emulator: &TestEmulator, broker: &TestBroker) -> String {
     let caller = emulator.msi_token().await;
