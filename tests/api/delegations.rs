@@ -81,12 +81,21 @@ pub(crate) async fn user_delegation(emulator: &TestEmulator, broker: &TestBroker
     json_body(response).await
 }
 
-fn bearer_of(created: &Value) -> String {
+pub(crate) fn bearer_of(created: &Value) -> String {
     created["token"].as_str().expect("a bearer").to_owned()
 }
 
-fn id_of(created: &Value) -> String {
+pub(crate) fn id_of(created: &Value) -> String {
     created["id"].as_str().expect("an id").to_owned()
+}
+
+/// Delegation `id`'s fresh bearer, asked for by `backend`; its 201 body.
+pub(crate) async fn rotate(broker: &TestBroker, backend: &str, id: &str) -> Value {
+    let response = broker
+        .post_json_as(&format!("/api/delegations/{id}/token"), backend, &json!({}))
+        .await;
+    assert_eq!(response.status(), 201);
+    json_body(response).await
 }
 
 async fn redeem(broker: &TestBroker, bearer: &str, body: Value) -> reqwest::Response {
@@ -168,15 +177,7 @@ async fn a_fresh_bearer_works_and_the_earlier_one_stays_valid_until_revocation()
     let created = user_delegation(&emulator, &broker).await;
     let id = id_of(&created);
 
-    let rotated = broker
-        .post_json_as(
-            &format!("/api/delegations/{id}/token"),
-            &backend,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(rotated.status(), 201);
-    let rotated = json_body(rotated).await;
+    let rotated = rotate(&broker, &backend, &id).await;
     assert_ne!(bearer_of(&rotated), bearer_of(&created));
     assert_eq!(id_of(&rotated), id);
     for bearer in [bearer_of(&created), bearer_of(&rotated)] {
@@ -295,112 +296,24 @@ async fn creation_refusals_follow_the_contract() {
         .mint(json!({"kind": "msi", "oid": OTHER_MSI_OID}))
         .await;
     let user = emulator.user_token().await;
+    // One case a line: (case, delegator, request, status, error code).
+    #[rustfmt::skip]
     let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
-        (
-            "a user as delegator",
-            &user,
-            json!({"lane": "service", "audiences": ["sql"]}),
-            403,
-            "caller_not_allowed",
-        ),
-        (
-            "an app without a delegate grant",
-            &other_app,
-            json!({"lane": "service", "audiences": ["sql"]}),
-            403,
-            "caller_not_allowed",
-        ),
-        (
-            "an audience outside the delegator's grant",
-            &backend,
-            json!({"lane": "service", "audiences": ["storage"]}),
-            403,
-            "audience_not_allowed",
-        ),
-        (
-            "an audience outside the subject's grants",
-            &backend,
-            json!({"lane": "user", "audiences": ["arm"], "subject_token": user}),
-            403,
-            "audience_not_allowed",
-        ),
-        (
-            "an unknown alias",
-            &backend,
-            json!({"lane": "service", "audiences": ["nope"]}),
-            403,
-            "audience_not_allowed",
-        ),
-        (
-            "a subject token in the service lane",
-            &backend,
-            json!({"lane": "service", "audiences": ["sql"], "subject_token": user}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "no subject token in the user lane",
-            &backend,
-            json!({"lane": "user", "audiences": ["sql"]}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "a lifetime above the grant's maximum",
-            &backend,
-            json!({"lane": "user", "audiences": ["sql"], "subject_token": user, "lifetime_seconds": 7201}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "a lifetime under a minute",
-            &backend,
-            json!({"lane": "service", "audiences": ["sql"], "lifetime_seconds": 59}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "no audiences",
-            &backend,
-            json!({"lane": "service", "audiences": []}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "seventeen audiences",
-            &backend,
-            json!({"lane": "service", "audiences": (0..17).map(|i| format!("a{i}")).collect::<Vec<_>>()}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "an unknown field",
-            &backend,
-            json!({"lane": "service", "audiences": ["sql"], "subject": "x"}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "a label over 128 characters",
-            &backend,
-            json!({"lane": "service", "audiences": ["sql"], "label": "x".repeat(129)}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "a garbage subject token",
-            &backend,
-            json!({"lane": "user", "audiences": ["sql"], "subject_token": "not-a-jwt"}),
-            401,
-            "invalid_subject_token",
-        ),
-        (
-            "an app token as subject",
-            &backend,
-            json!({"lane": "user", "audiences": ["sql"], "subject_token": other_app}),
-            401,
-            "invalid_subject_token",
-        ),
+        ("a user as delegator", &user, json!({"lane": "service", "audiences": ["sql"]}), 403, "caller_not_allowed"),
+        ("an app without a delegate grant", &other_app, json!({"lane": "service", "audiences": ["sql"]}), 403, "caller_not_allowed"),
+        ("an audience outside the delegator's grant", &backend, json!({"lane": "service", "audiences": ["storage"]}), 403, "audience_not_allowed"),
+        ("an audience outside the subject's grants", &backend, json!({"lane": "user", "audiences": ["arm"], "subject_token": user}), 403, "audience_not_allowed"),
+        ("an unknown alias", &backend, json!({"lane": "service", "audiences": ["nope"]}), 403, "audience_not_allowed"),
+        ("a subject token in the service lane", &backend, json!({"lane": "service", "audiences": ["sql"], "subject_token": user}), 400, "invalid_request"),
+        ("no subject token in the user lane", &backend, json!({"lane": "user", "audiences": ["sql"]}), 400, "invalid_request"),
+        ("a lifetime above the grant's maximum", &backend, json!({"lane": "user", "audiences": ["sql"], "subject_token": user, "lifetime_seconds": 7201}), 400, "invalid_request"),
+        ("a lifetime under a minute", &backend, json!({"lane": "service", "audiences": ["sql"], "lifetime_seconds": 59}), 400, "invalid_request"),
+        ("no audiences", &backend, json!({"lane": "service", "audiences": []}), 400, "invalid_request"),
+        ("seventeen audiences", &backend, json!({"lane": "service", "audiences": (0..17).map(|i| format!("a{i}")).collect::<Vec<_>>()}), 400, "invalid_request"),
+        ("an unknown field", &backend, json!({"lane": "service", "audiences": ["sql"], "subject": "x"}), 400, "invalid_request"),
+        ("a label over 128 characters", &backend, json!({"lane": "service", "audiences": ["sql"], "label": "x".repeat(129)}), 400, "invalid_request"),
+        ("a garbage subject token", &backend, json!({"lane": "user", "audiences": ["sql"], "subject_token": "not-a-jwt"}), 401, "invalid_subject_token"),
+        ("an app token as subject", &backend, json!({"lane": "user", "audiences": ["sql"], "subject_token": other_app}), 401, "invalid_subject_token"),
     ];
 
     for (case, delegator, body, status, code) in cases {
