@@ -98,6 +98,13 @@ pub(crate) async fn rotate(broker: &TestBroker, backend: &str, id: &str) -> Valu
     json_body(response).await
 }
 
+/// `GET /api/delegations/{id}` as `reader`.
+async fn read(broker: &TestBroker, reader: &str, id: &str) -> reqwest::Response {
+    broker
+        .get(&format!("/api/delegations/{id}"), Some(reader))
+        .await
+}
+
 async fn redeem(broker: &TestBroker, bearer: &str, body: Value) -> reqwest::Response {
     broker.token(bearer, body).await
 }
@@ -205,12 +212,7 @@ async fn a_fresh_bearer_works_and_the_earlier_one_stays_valid_until_revocation()
         )
         .await;
     }
-    let state = json_body(
-        broker
-            .get(&format!("/api/delegations/{id}"), Some(&backend))
-            .await,
-    )
-    .await;
+    let state = json_body(read(&broker, &backend, &id).await).await;
     assert_eq!(state["state"], "revoked");
 }
 
@@ -222,12 +224,7 @@ async fn reading_a_delegation_shows_its_state_and_never_a_token() {
     let created = user_delegation(&emulator, &broker).await;
     redeem(&broker, &bearer_of(&created), json!({"audience": "sql"})).await;
 
-    let response = broker
-        .get(
-            &format!("/api/delegations/{}", id_of(&created)),
-            Some(&backend),
-        )
-        .await;
+    let response = read(&broker, &backend, &id_of(&created)).await;
 
     assert_eq!(response.status(), 200);
     let body = json_body(response).await;
@@ -248,24 +245,17 @@ async fn another_app_gets_not_found_for_every_route_exactly_as_for_an_unknown_id
         .mint(json!({"kind": "msi", "oid": OTHER_MSI_OID}))
         .await;
 
-    let read = broker
-        .get(&format!("/api/delegations/{id}"), Some(&other))
-        .await;
+    let reading = read(&broker, &other, &id).await;
     let rotate = broker
         .post_json_as(&format!("/api/delegations/{id}/token"), &other, &json!({}))
         .await;
     let revoke = broker
         .delete(&format!("/api/delegations/{id}"), &other)
         .await;
-    let unknown = broker
-        .get(
-            "/api/delegations/00000000000000000000000000000000",
-            Some(&other),
-        )
-        .await;
+    let unknown = read(&broker, &other, "00000000000000000000000000000000").await;
 
     for (case, response) in [
-        ("read", read),
+        ("read", reading),
         ("rotate", rotate),
         ("revoke", revoke),
         ("unknown", unknown),
@@ -377,14 +367,9 @@ async fn a_delegation_bearer_is_refused_on_get_sp_token_and_on_the_delegation_ro
         json!({"lane": "service", "audiences": ["sql"]}),
     )
     .await;
-    let read = broker
-        .get(
-            &format!("/api/delegations/{}", id_of(&created)),
-            Some(&bearer),
-        )
-        .await;
+    let reading = read(&broker, &bearer, &id_of(&created)).await;
 
-    for response in [get_sp_token, delegate, read] {
+    for response in [get_sp_token, delegate, reading] {
         assert_error(response, 401, "invalid_token").await;
     }
 }
@@ -422,15 +407,7 @@ async fn a_revoked_sign_in_makes_redemption_answer_reauthentication_required() {
     .await;
 
     assert_error(response, 401, "reauthentication_required").await;
-    let state = json_body(
-        broker
-            .get(
-                &format!("/api/delegations/{}", id_of(&created)),
-                Some(&backend),
-            )
-            .await,
-    )
-    .await;
+    let state = json_body(read(&broker, &backend, &id_of(&created)).await).await;
     assert_eq!(state["state"], "reauthentication_required");
 }
 
@@ -608,9 +585,7 @@ async fn every_decision_writes_one_audit_line_naming_the_delegation_and_no_beare
     let created = user_delegation(&emulator, &broker).await;
     let (id, bearer) = (id_of(&created), bearer_of(&created));
     redeem(&broker, &bearer, json!({"audience": "sql"})).await;
-    broker
-        .get(&format!("/api/delegations/{id}"), Some(&backend))
-        .await;
+    read(&broker, &backend, &id).await;
     broker
         .delete(&format!("/api/delegations/{id}"), &backend)
         .await;
