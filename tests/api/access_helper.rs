@@ -13,9 +13,7 @@ use crate::helpers::access_helper::{TestHelper, command, scratch_dir, settings_f
 use crate::helpers::assertions::{assert_no_line_reveals, decode_claims};
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
-use crate::helpers::ids::{
-    BROKER_SP_OID, SQL_RESOURCE, USER_OID, USER2_NAME, USER2_OID, USER2_UPN,
-};
+use crate::helpers::ids::{BROKER_SP_OID, SQL_RESOURCE, USER_OID, USER2_OID};
 
 fn sql() -> Value {
     json!({"scope": "data_platform", "audience": "sql"})
@@ -297,9 +295,7 @@ async fn a_rotated_bearer_is_used_on_the_next_call_and_never_served_the_old_toke
     );
 
     // Act: the backend rotates the bearer (here to another user's, so the answer tells them apart).
-    let ben = emulator
-        .mint(json!({"oid": USER2_OID, "upn": USER2_UPN, "name": USER2_NAME}))
-        .await;
+    let ben = emulator.second_user_token().await;
     helper.write_bearer(&ben);
     let answer = helper.credentials(sql()).await;
 

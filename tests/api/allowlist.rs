@@ -33,14 +33,9 @@ async fn id_added_to_key_vault_is_admitted_without_restart() {
         .await;
 
     // Assert: admitted once the broker has re-read the secret (refresh period 1 s).
-    let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
-    let response = loop {
-        let response = broker.get_sp_token(&caller, sql_request()).await;
-        if response.status() == 200 || tokio::time::Instant::now() >= deadline {
-            break response;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let response = broker
+        .get_sql_token_until(&caller, REFRESH_WAIT, |status| status == 200)
+        .await;
     let body = assert_issued(response).await;
     assert_eq!(body["caller"]["oid"], OTHER_MSI_OID);
 }

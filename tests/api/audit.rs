@@ -6,9 +6,7 @@ use serde_json::json;
 use crate::helpers::assertions::{assert_error, assert_issued, assert_no_line_reveals};
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
-use crate::helpers::ids::{
-    MSI_OID, MSI_RESOURCE_ID, SQL_SCOPE, USER_OID, USER2_NAME, USER2_OID, USER2_UPN, sql_request,
-};
+use crate::helpers::ids::{MSI_OID, MSI_RESOURCE_ID, SQL_SCOPE, USER_OID, USER2_OID, sql_request};
 use crate::helpers::tokens::hostile_corpus;
 
 #[tokio::test]
@@ -240,9 +238,7 @@ async fn hostile_run_leaves_no_token_assertion_or_secret_in_any_log_line() {
     let broker = TestBroker::spawn(&emulator).await;
     let msi = emulator.msi_token().await;
     let ana = emulator.user_token().await;
-    let ben = emulator
-        .mint(json!({"oid": USER2_OID, "upn": USER2_UPN, "name": USER2_NAME}))
-        .await;
+    let ben = emulator.second_user_token().await;
     emulator.obo_policy(USER2_OID, None, "mfa").await;
     let oversized = json!({"kind": "msi", "claims": {"pad": "x".repeat(20 * 1024)}});
     let jku = json!({"jku": "https://attacker.example/keys"});

@@ -2,60 +2,21 @@
 //! App's user-assigned managed identity as a federated credential, for both grants, with rotation and
 //! each failure's answer, and nothing secret in any log line.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::assertions::{
     assert_error, assert_issued, assert_no_line_reveals, issued_claims, json_body,
 };
 use crate::helpers::broker::TestBroker;
+use crate::helpers::credentials::{
+    CERTIFICATE_SECRET, app_caller_asks_for_sql, assert_client_credentials,
+    caller_with_a_cached_token, certificate_broker, certificate_file_broker, health,
+    identity_broker, identity_settings, thumbprint, trusted_identity_broker, vault_certificate,
+};
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{
-    BROKER_IDENTITY_CLIENT_ID, MSI_OID, USER_OID, sql_request, sql_user_lane,
+    BROKER_IDENTITY_CLIENT_ID, MSI_OID, USER_OID, sql_request, sql_user_lane, storage_request,
 };
-
-pub(crate) const CERTIFICATE_SECRET: &str = "broker-certificate";
-
-/// The emulator's broker settings without any client secret, plus `extra`.
-pub(crate) fn secretless(emulator: &TestEmulator, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut settings = emulator.broker_settings();
-    settings.retain(|(name, _)| name != "BROKER_CLIENT_SECRET");
-    for (name, value) in extra {
-        settings.retain(|(existing, _)| existing != name);
-        settings.push(((*name).to_owned(), (*value).to_owned()));
-    }
-    settings
-}
-
-/// A broker whose credential is the certificate in Key Vault secret `broker-certificate`.
-pub(crate) async fn certificate_broker(
-    emulator: &TestEmulator,
-    extra: &[(&str, &str)],
-) -> TestBroker {
-    let mut settings = vec![
-        ("BROKER_CREDENTIAL", "certificate"),
-        ("BROKER_CERTIFICATE_NAME", CERTIFICATE_SECRET),
-    ];
-    settings.extend_from_slice(extra);
-    TestBroker::spawn_with_settings(secretless(emulator, &settings)).await
-}
-
-pub(crate) async fn identity_broker(emulator: &TestEmulator) -> TestBroker {
-    TestBroker::spawn_with_settings(secretless(
-        emulator,
-        &[
-            ("BROKER_CREDENTIAL", "managed-identity"),
-            (
-                "BROKER_MANAGED_IDENTITY_CLIENT_ID",
-                BROKER_IDENTITY_CLIENT_ID,
-            ),
-        ],
-    ))
-    .await
-}
-
-pub(crate) async fn health(broker: &TestBroker) -> Value {
-    json_body(broker.health().await).await
-}
 
 /// Asserts 500 `broker_credentials_rejected` and an audit line naming the AADSTS code and the
 /// credential used.
@@ -89,15 +50,11 @@ async fn assert_credential_rejected(
 async fn certificate_from_key_vault_issues_tokens_by_both_grants() {
     // Arrange
     let emulator = TestEmulator::start().await;
-    let certificate = emulator
-        .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET}))
-        .await;
+    let certificate = vault_certificate(&emulator).await;
     let broker = certificate_broker(&emulator, &[]).await;
 
     // Act
-    let service = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let service = app_caller_asks_for_sql(&emulator, &broker).await;
     let user = broker
         .token(&emulator.user_token().await, sql_user_lane())
         .await;
@@ -127,9 +84,7 @@ async fn pem_certificate_in_key_vault_issues_tokens() {
         .await;
     let broker = certificate_broker(&emulator, &[]).await;
 
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
     assert_issued(response).await;
 }
@@ -139,27 +94,12 @@ async fn certificate_file_issues_tokens_by_both_grants() {
     // Arrange: the PEM the emulator made, written where App Service would put a certificate.
     let emulator = TestEmulator::start().await;
     let certificate = emulator.make_certificate(json!({})).await;
-    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "{}.pem",
-        certificate["thumbprint_sha256"]
-            .as_str()
-            .expect("thumbprint")
-    ));
-    std::fs::write(&path, certificate["pem"].as_str().expect("pem")).expect("write the PEM");
-    let path_text = path.display().to_string();
-    let broker = TestBroker::spawn_with_settings(secretless(
-        &emulator,
-        &[
-            ("BROKER_CREDENTIAL", "certificate"),
-            ("BROKER_CERTIFICATE_PATH", &path_text),
-        ],
-    ))
-    .await;
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{}.pem", thumbprint(&certificate)));
+    let broker = certificate_file_broker(&emulator, &certificate, &path, &[]).await;
 
     // Act
-    let service = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let service = app_caller_asks_for_sql(&emulator, &broker).await;
     let user = broker
         .token(&emulator.user_token().await, sql_user_lane())
         .await;
@@ -174,40 +114,20 @@ async fn certificate_file_issues_tokens_by_both_grants() {
 async fn rotated_certificate_is_used_without_restart_after_entra_refuses_the_old_one() {
     // Arrange: a broker that would not re-read Key Vault for an hour.
     let emulator = TestEmulator::start().await;
-    let old = emulator
-        .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET}))
-        .await;
+    let old = vault_certificate(&emulator).await;
     let broker =
         certificate_broker(&emulator, &[("BROKER_ALLOWLIST_REFRESH_SECONDS", "3600")]).await;
-    let caller = emulator.msi_token().await;
-    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+    let caller = caller_with_a_cached_token(&emulator, &broker).await;
 
     // Act: the new certificate is stored and registered, the old one removed from the app.
-    let new = emulator
-        .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET}))
-        .await;
-    emulator
-        .unregister_certificate(old["thumbprint_sha256"].as_str().expect("thumbprint"))
-        .await;
+    let new = vault_certificate(&emulator).await;
+    emulator.unregister_certificate(thumbprint(&old)).await;
     emulator.reset_stats().await;
-    let response = broker
-        .get_sp_token(
-            &caller,
-            json!({"targetScope": "https://storage.azure.com/.default"}),
-        )
-        .await;
+    let response = broker.get_sp_token(&caller, storage_request()).await;
 
     // Assert: refused once (AADSTS700027), re-read, retried once with the new one.
     assert_issued(response).await;
-    let stats = emulator.stats().await;
-    assert_eq!(
-        (
-            &stats["token_requests"]["client_credentials"],
-            &stats["token_errors"]
-        ),
-        (&json!(2), &json!(1)),
-        "stats: {stats}"
-    );
+    assert_client_credentials(&emulator.stats().await, 2, 1);
     let body = health(&broker).await;
     assert_eq!(
         body["credential"]["thumbprint_sha256"], new["thumbprint_sha256"],
@@ -223,14 +143,16 @@ async fn certificate_not_registered_on_the_app_is_500_broker_credentials_rejecte
         .await;
     let broker = certificate_broker(&emulator, &[]).await;
 
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
-    let thumbprint = certificate["thumbprint_sha256"]
-        .as_str()
-        .expect("thumbprint");
-    assert_credential_rejected(&broker, response, 700027, "certificate", thumbprint).await;
+    assert_credential_rejected(
+        &broker,
+        response,
+        700027,
+        "certificate",
+        thumbprint(&certificate),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -243,9 +165,7 @@ async fn expired_certificate_is_never_sent_and_is_500_broker_credentials_rejecte
     let broker = certificate_broker(&emulator, &[]).await;
 
     // Act
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
     // Assert
     let body = assert_error(response, 500, "broker_credentials_rejected").await;
@@ -296,13 +216,10 @@ async fn certificate_expiring_within_14_days_is_a_degraded_reason_while_serving(
 async fn managed_identity_issues_tokens_by_both_grants_as_a_federated_credential() {
     // Arrange
     let emulator = TestEmulator::start().await;
-    emulator.add_federated_credential().await;
-    let broker = identity_broker(&emulator).await;
+    let broker = trusted_identity_broker(&emulator, &[]).await;
 
     // Act
-    let service = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let service = app_caller_asks_for_sql(&emulator, &broker).await;
     let user = broker
         .token(&emulator.user_token().await, sql_user_lane())
         .await;
@@ -332,11 +249,9 @@ async fn revoked_federated_record_is_500_broker_credentials_rejected() {
     let emulator = TestEmulator::start().await;
     let record = emulator.add_federated_credential().await;
     emulator.revoke_federated_credential(&record).await;
-    let broker = identity_broker(&emulator).await;
+    let broker = identity_broker(&emulator, &[]).await;
 
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
     assert_credential_rejected(
         &broker,
@@ -352,16 +267,13 @@ async fn revoked_federated_record_is_500_broker_credentials_rejected() {
 async fn identity_endpoint_down_is_502_managed_identity_unavailable() {
     // Arrange: started (Key Vault read) before the identity endpoint goes down.
     let emulator = TestEmulator::start().await;
-    emulator.add_federated_credential().await;
-    let broker = identity_broker(&emulator).await;
+    let broker = trusted_identity_broker(&emulator, &[]).await;
     emulator
         .inject_fault("identity", "down", json!({"count": 100}))
         .await;
 
     // Act
-    let response = broker
-        .get_sp_token(&emulator.msi_token().await, sql_request())
-        .await;
+    let response = app_caller_asks_for_sql(&emulator, &broker).await;
 
     // Assert
     assert_error(response, 502, "managed_identity_unavailable").await;
@@ -376,8 +288,7 @@ async fn identity_endpoint_down_is_502_managed_identity_unavailable() {
 async fn hundred_concurrent_cold_requests_cost_one_identity_call_and_one_token_call() {
     // Arrange
     let emulator = TestEmulator::start().await;
-    emulator.add_federated_credential().await;
-    let broker = identity_broker(&emulator).await;
+    let broker = trusted_identity_broker(&emulator, &[]).await;
     let caller = emulator.msi_token().await;
     emulator.reset_stats().await;
 
@@ -404,23 +315,16 @@ async fn hundred_concurrent_cold_requests_cost_one_identity_call_and_one_token_c
 async fn no_log_line_reveals_an_assertion_a_private_key_or_an_identity_token() {
     // Arrange: one broker per kind, each used for both grants.
     let emulator = TestEmulator::start().await;
-    let certificate = emulator
-        .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET}))
-        .await;
+    let certificate = vault_certificate(&emulator).await;
     emulator.add_federated_credential().await;
     let brokers = [
         certificate_broker(&emulator, &[]).await,
-        identity_broker(&emulator).await,
+        identity_broker(&emulator, &[]).await,
     ];
 
     // Act
     for broker in &brokers {
-        assert_issued(
-            broker
-                .get_sp_token(&emulator.msi_token().await, sql_request())
-                .await,
-        )
-        .await;
+        assert_issued(app_caller_asks_for_sql(&emulator, broker).await).await;
         assert_issued(
             broker
                 .token(&emulator.user_token().await, sql_user_lane())
@@ -457,32 +361,16 @@ async fn failed_identity_refresh_keeps_serving_the_still_valid_identity_token() 
     let emulator = TestEmulator::start().await;
     emulator.add_federated_credential().await;
     emulator.set_token_lifetime(240).await;
-    let mut settings = secretless(
-        &emulator,
-        &[
-            ("BROKER_CREDENTIAL", "managed-identity"),
-            (
-                "BROKER_MANAGED_IDENTITY_CLIENT_ID",
-                BROKER_IDENTITY_CLIENT_ID,
-            ),
-            ("BROKER_TOKEN_MARGIN_SECONDS", "30"),
-        ],
-    );
+    let mut settings = identity_settings(&emulator, &[("BROKER_TOKEN_MARGIN_SECONDS", "30")]);
     settings.retain(|(name, _)| name != "BROKER_ALLOWLIST_REFRESH_SECONDS");
     let broker = TestBroker::spawn_with_settings(settings).await;
-    let caller = emulator.msi_token().await;
-    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+    let caller = caller_with_a_cached_token(&emulator, &broker).await;
 
     // Act: the identity endpoint goes down; a cold key needs the identity token again.
     emulator
         .inject_fault("identity", "down", json!({"count": 1000}))
         .await;
-    let response = broker
-        .get_sp_token(
-            &caller,
-            json!({"targetScope": "https://storage.azure.com/.default"}),
-        )
-        .await;
+    let response = broker.get_sp_token(&caller, storage_request()).await;
 
     // Assert
     assert_issued(response).await;

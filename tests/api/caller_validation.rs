@@ -112,14 +112,9 @@ async fn token_signed_by_a_retired_key_is_rejected_after_the_next_key_refresh() 
     assert_eq!(rotation["published"].as_array().map(Vec::len), Some(1));
 
     // Act: poll until the broker's key refresh has seen the retirement.
-    let deadline = tokio::time::Instant::now() + KEY_REFRESH_WAIT;
-    let response = loop {
-        let response = broker.get_sp_token(&caller, sql_request()).await;
-        if response.status() != 200 || tokio::time::Instant::now() >= deadline {
-            break response;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let response = broker
+        .get_sql_token_until(&caller, KEY_REFRESH_WAIT, |status| status != 200)
+        .await;
 
     // Assert
     assert_invalid_token(response, "retired key").await;
@@ -137,14 +132,9 @@ async fn token_signed_by_a_newly_rotated_key_is_accepted() {
     let caller = emulator.msi_token().await;
 
     // Act: the unknown kid makes the broker refresh (at most once per second, hence the polling).
-    let deadline = tokio::time::Instant::now() + KEY_REFRESH_WAIT;
-    let response = loop {
-        let response = broker.get_sp_token(&caller, sql_request()).await;
-        if response.status() == 200 || tokio::time::Instant::now() >= deadline {
-            break response;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let response = broker
+        .get_sql_token_until(&caller, KEY_REFRESH_WAIT, |status| status == 200)
+        .await;
 
     // Assert
     let body = assert_issued(response).await;

@@ -7,17 +7,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::broker_credentials::{
-    CERTIFICATE_SECRET, certificate_broker, health, identity_broker, secretless,
-};
 use crate::helpers::assertions::{assert_error, assert_issued, json_body};
 use crate::helpers::broker::TestBroker;
+use crate::helpers::credentials::{
+    CERTIFICATE_SECRET, app_caller_asks_for_sql, assert_client_credentials,
+    caller_with_a_cached_token, certificate_broker, certificate_file_broker, health,
+    identity_broker, thumbprint, trusted_identity_broker, vault_certificate,
+};
 use crate::helpers::emulator::TestEmulator;
-use crate::helpers::ids::{sql_request, sql_user_lane};
-
-fn storage_request() -> Value {
-    json!({"targetScope": "https://storage.azure.com/.default"})
-}
+use crate::helpers::ids::{sql_request, sql_user_lane, storage_request};
 
 /// Health once `done` holds for it, or the last answer after 15 s.
 async fn health_when(broker: &TestBroker, done: impl Fn(&Value) -> bool) -> Value {
@@ -32,10 +30,45 @@ async fn health_when(broker: &TestBroker, done: impl Fn(&Value) -> bool) -> Valu
     body
 }
 
-fn thumbprint(certificate: &Value) -> &str {
-    certificate["thumbprint_sha256"]
-        .as_str()
-        .expect("thumbprint")
+/// Asserts the emulator's `stats` count `identity` identity tokens fetched, `requests`
+/// client-credentials token requests and `errors` refused ones.
+#[track_caller]
+fn assert_identity_and_client_credentials(
+    stats: &Value,
+    identity: u64,
+    requests: u64,
+    errors: u64,
+) {
+    assert_eq!(
+        (
+            &stats["identity_requests"],
+            &stats["token_requests"]["client_credentials"],
+            &stats["token_errors"]
+        ),
+        (&json!(identity), &json!(requests), &json!(errors)),
+        "stats: {stats}"
+    );
+}
+
+/// Asserts health is degraded with `set_aside`'s version set aside for `reason` while `in_force`
+/// serves.
+#[track_caller]
+fn assert_version_set_aside(body: &Value, in_force: &Value, set_aside: &Value, reason: &str) {
+    assert_eq!(
+        (
+            &body["status"],
+            &body["reasons"],
+            &body["credential"]["thumbprint_sha256"],
+            &body["credential"]["set_aside"]
+        ),
+        (
+            &json!("degraded"),
+            &json!(["client_certificate_version_set_aside"]),
+            &json!(thumbprint(in_force)),
+            &json!({"version": thumbprint(set_aside), "reason": reason})
+        ),
+        "health: {body}"
+    );
 }
 
 #[tokio::test]
@@ -43,14 +76,8 @@ async fn identity_token_signed_with_a_retired_key_is_replaced_and_the_exchange_r
     // Arrange: an identity token is held, then the tenant's signing key rolls over and the old key is
     // dropped from the key set.
     let emulator = TestEmulator::start().await;
-    emulator.add_federated_credential().await;
-    let broker = identity_broker(&emulator).await;
-    assert_issued(
-        broker
-            .get_sp_token(&emulator.msi_token().await, sql_request())
-            .await,
-    )
-    .await;
+    let broker = trusted_identity_broker(&emulator, &[]).await;
+    assert_issued(app_caller_asks_for_sql(&emulator, &broker).await).await;
     emulator.rotate_keys(true).await;
     // The broker looks for a caller's unknown key at most once per BROKER_JWKS_MIN_REFRESH_SECONDS (1).
     tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -62,16 +89,7 @@ async fn identity_token_signed_with_a_retired_key_is_replaced_and_the_exchange_r
 
     // Assert: refused once (AADSTS700027), one new identity token, retried once.
     assert_issued(response).await;
-    let stats = emulator.stats().await;
-    assert_eq!(
-        (
-            &stats["identity_requests"],
-            &stats["token_requests"]["client_credentials"],
-            &stats["token_errors"]
-        ),
-        (&json!(1), &json!(2), &json!(1)),
-        "stats: {stats}"
-    );
+    assert_identity_and_client_credentials(&emulator.stats().await, 1, 2, 1);
     let body = health(&broker).await;
     assert_eq!(body["status"], "ready", "health: {body}");
 }
@@ -81,8 +99,7 @@ async fn identity_endpoint_overstating_expires_on_costs_no_failed_request() {
     // Arrange: the identity endpoint's next answer is a token that expired 10 minutes ago, with an
     // `expires_on` an hour ahead.
     let emulator = TestEmulator::start().await;
-    emulator.add_federated_credential().await;
-    let broker = identity_broker(&emulator).await;
+    let broker = trusted_identity_broker(&emulator, &[]).await;
     emulator
         .inject_fault("identity", "stale_token", json!({"count": 1}))
         .await;
@@ -96,16 +113,7 @@ async fn identity_endpoint_overstating_expires_on_costs_no_failed_request() {
     // Assert: refused once (AADSTS700024), a fresh token fetched, both served.
     assert_issued(first).await;
     assert_issued(second).await;
-    let stats = emulator.stats().await;
-    assert_eq!(
-        (
-            &stats["identity_requests"],
-            &stats["token_requests"]["client_credentials"],
-            &stats["token_errors"]
-        ),
-        (&json!(2), &json!(3), &json!(1)),
-        "stats: {stats}"
-    );
+    assert_identity_and_client_credentials(&emulator.stats().await, 2, 3, 1);
 }
 
 #[tokio::test]
@@ -114,7 +122,7 @@ async fn identity_token_refused_again_when_fresh_fails_and_turns_health_degraded
     let emulator = TestEmulator::start().await;
     let record = emulator.add_federated_credential().await;
     emulator.revoke_federated_credential(&record).await;
-    let broker = identity_broker(&emulator).await;
+    let broker = identity_broker(&emulator, &[]).await;
     let caller = emulator.msi_token().await;
     emulator.reset_stats().await;
 
@@ -149,12 +157,9 @@ async fn identity_token_refused_again_when_fresh_fails_and_turns_health_degraded
 async fn expired_certificate_version_uploaded_is_set_aside_and_the_previous_keeps_serving() {
     // Arrange: a broker serving with certificate A (re-read every second) has a cached token.
     let emulator = TestEmulator::start().await;
-    let good = emulator
-        .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET}))
-        .await;
+    let good = vault_certificate(&emulator).await;
     let broker = certificate_broker(&emulator, &[]).await;
-    let caller = emulator.msi_token().await;
-    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+    let caller = caller_with_a_cached_token(&emulator, &broker).await;
 
     // Act: a registered but expired version is uploaded.
     let expired = emulator
@@ -168,30 +173,8 @@ async fn expired_certificate_version_uploaded_is_set_aside_and_the_previous_keep
     // Assert: the cached token is still served, the cold one issued with A; health degraded, 200.
     assert_issued(cached).await;
     assert_issued(cold).await;
-    let stats = emulator.stats().await;
-    assert_eq!(
-        (
-            &stats["token_requests"]["client_credentials"],
-            &stats["token_errors"]
-        ),
-        (&json!(1), &json!(0)),
-        "stats: {stats}"
-    );
-    assert_eq!(
-        (
-            &body["status"],
-            &body["reasons"],
-            &body["credential"]["thumbprint_sha256"],
-            &body["credential"]["set_aside"]
-        ),
-        (
-            &json!("degraded"),
-            &json!(["client_certificate_version_set_aside"]),
-            &json!(thumbprint(&good)),
-            &json!({"version": thumbprint(&expired), "reason": "expired"})
-        ),
-        "health: {body}"
-    );
+    assert_client_credentials(&emulator.stats().await, 1, 0);
+    assert_version_set_aside(&body, &good, &expired, "expired");
 }
 
 #[tokio::test]
@@ -199,12 +182,9 @@ async fn certificate_version_refused_on_first_use_is_set_aside_and_never_tried_a
     // Arrange: certificate A served and accepted; then a valid certificate that is not registered on
     // the app is uploaded and re-read.
     let emulator = TestEmulator::start().await;
-    let good = emulator
-        .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET}))
-        .await;
+    let good = vault_certificate(&emulator).await;
     let broker = certificate_broker(&emulator, &[]).await;
-    let caller = emulator.msi_token().await;
-    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+    let caller = caller_with_a_cached_token(&emulator, &broker).await;
     let unregistered = emulator
         .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET, "register": false}))
         .await;
@@ -227,31 +207,9 @@ async fn certificate_version_refused_on_first_use_is_set_aside_and_never_tried_a
     assert_issued(cold).await;
     assert_issued(cached).await;
     assert_issued(user).await;
-    let stats = emulator.stats().await;
-    assert_eq!(
-        (
-            &stats["token_requests"]["client_credentials"],
-            &stats["token_errors"]
-        ),
-        (&json!(2), &json!(1)),
-        "stats: {stats}"
-    );
+    assert_client_credentials(&emulator.stats().await, 2, 1);
     let body = health(&broker).await;
-    assert_eq!(
-        (
-            &body["status"],
-            &body["reasons"],
-            &body["credential"]["thumbprint_sha256"],
-            &body["credential"]["set_aside"]
-        ),
-        (
-            &json!("degraded"),
-            &json!(["client_certificate_version_set_aside"]),
-            &json!(thumbprint(&good)),
-            &json!({"version": thumbprint(&unregistered), "reason": "refused"})
-        ),
-        "health: {body}"
-    );
+    assert_version_set_aside(&body, &good, &unregistered, "refused");
 }
 
 #[tokio::test]
@@ -264,19 +222,14 @@ async fn certificate_file_replaced_by_a_fifo_hangs_no_request() {
         .join(format!("fifo-{}", thumbprint(&certificate)));
     std::fs::create_dir_all(&dir).expect("a directory");
     let path = dir.join("certificate.pem");
-    std::fs::write(&path, certificate["pem"].as_str().expect("pem")).expect("write the PEM");
-    let path_text = path.display().to_string();
-    let broker = TestBroker::spawn_with_settings(secretless(
+    let broker = certificate_file_broker(
         &emulator,
-        &[
-            ("BROKER_CREDENTIAL", "certificate"),
-            ("BROKER_CERTIFICATE_PATH", &path_text),
-            ("BROKER_ALLOWLIST_REFRESH_SECONDS", "3600"),
-        ],
-    ))
+        &certificate,
+        &path,
+        &[("BROKER_ALLOWLIST_REFRESH_SECONDS", "3600")],
+    )
     .await;
-    let caller = emulator.msi_token().await;
-    assert_issued(broker.get_sp_token(&caller, sql_request()).await).await;
+    let caller = caller_with_a_cached_token(&emulator, &broker).await;
     std::fs::remove_file(&path).expect("remove the PEM");
     let made = std::process::Command::new("mkfifo")
         .arg(&path)
@@ -322,9 +275,7 @@ async fn certificate_file_replaced_by_a_fifo_hangs_no_request() {
 async fn certificate_that_keeps_failing_to_re_read_is_named_in_health() {
     // Arrange
     let emulator = TestEmulator::start().await;
-    emulator
-        .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET}))
-        .await;
+    vault_certificate(&emulator).await;
     let broker = certificate_broker(&emulator, &[]).await;
 
     // Act: Key Vault fails every read from now on (re-read every second).
@@ -354,9 +305,7 @@ async fn certificate_that_keeps_failing_to_re_read_is_named_in_health() {
 async fn certificate_value_that_is_no_certificate_is_named_in_health_at_once() {
     // Arrange
     let emulator = TestEmulator::start().await;
-    let good = emulator
-        .make_certificate(json!({"vault_secret": CERTIFICATE_SECRET}))
-        .await;
+    let good = vault_certificate(&emulator).await;
     let broker = certificate_broker(&emulator, &[]).await;
 
     // Act: the secret now holds something that is no certificate (and has no certificate content type).

@@ -81,12 +81,28 @@ pub(crate) async fn user_delegation(emulator: &TestEmulator, broker: &TestBroker
     json_body(response).await
 }
 
-fn bearer_of(created: &Value) -> String {
+pub(crate) fn bearer_of(created: &Value) -> String {
     created["token"].as_str().expect("a bearer").to_owned()
 }
 
-fn id_of(created: &Value) -> String {
+pub(crate) fn id_of(created: &Value) -> String {
     created["id"].as_str().expect("an id").to_owned()
+}
+
+/// Delegation `id`'s fresh bearer, asked for by `backend`; its 201 body.
+pub(crate) async fn rotate(broker: &TestBroker, backend: &str, id: &str) -> Value {
+    let response = broker
+        .post_json_as(&format!("/api/delegations/{id}/token"), backend, &json!({}))
+        .await;
+    assert_eq!(response.status(), 201);
+    json_body(response).await
+}
+
+/// `GET /api/delegations/{id}` as `reader`.
+async fn read(broker: &TestBroker, reader: &str, id: &str) -> reqwest::Response {
+    broker
+        .get(&format!("/api/delegations/{id}"), Some(reader))
+        .await
 }
 
 async fn redeem(broker: &TestBroker, bearer: &str, body: Value) -> reqwest::Response {
@@ -168,15 +184,7 @@ async fn a_fresh_bearer_works_and_the_earlier_one_stays_valid_until_revocation()
     let created = user_delegation(&emulator, &broker).await;
     let id = id_of(&created);
 
-    let rotated = broker
-        .post_json_as(
-            &format!("/api/delegations/{id}/token"),
-            &backend,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(rotated.status(), 201);
-    let rotated = json_body(rotated).await;
+    let rotated = rotate(&broker, &backend, &id).await;
     assert_ne!(bearer_of(&rotated), bearer_of(&created));
     assert_eq!(id_of(&rotated), id);
     for bearer in [bearer_of(&created), bearer_of(&rotated)] {
@@ -204,12 +212,7 @@ async fn a_fresh_bearer_works_and_the_earlier_one_stays_valid_until_revocation()
         )
         .await;
     }
-    let state = json_body(
-        broker
-            .get(&format!("/api/delegations/{id}"), Some(&backend))
-            .await,
-    )
-    .await;
+    let state = json_body(read(&broker, &backend, &id).await).await;
     assert_eq!(state["state"], "revoked");
 }
 
@@ -224,12 +227,7 @@ async fn reading_a_delegation_shows_its_state_and_never_a_token() {
         redeem(&broker, &bearer_of(&created), json!({"audience": "sql"})).await;
     }
 
-    let response = broker
-        .get(
-            &format!("/api/delegations/{}", id_of(&created)),
-            Some(&backend),
-        )
-        .await;
+    let response = read(&broker, &backend, &id_of(&created)).await;
 
     assert_eq!(response.status(), 200);
     let body = json_body(response).await;
@@ -250,24 +248,17 @@ async fn another_app_gets_not_found_for_every_route_exactly_as_for_an_unknown_id
         .mint(json!({"kind": "msi", "oid": OTHER_MSI_OID}))
         .await;
 
-    let read = broker
-        .get(&format!("/api/delegations/{id}"), Some(&other))
-        .await;
+    let reading = read(&broker, &other, &id).await;
     let rotate = broker
         .post_json_as(&format!("/api/delegations/{id}/token"), &other, &json!({}))
         .await;
     let revoke = broker
         .delete(&format!("/api/delegations/{id}"), &other)
         .await;
-    let unknown = broker
-        .get(
-            "/api/delegations/00000000000000000000000000000000",
-            Some(&other),
-        )
-        .await;
+    let unknown = read(&broker, &other, "00000000000000000000000000000000").await;
 
     for (case, response) in [
-        ("read", read),
+        ("read", reading),
         ("rotate", rotate),
         ("revoke", revoke),
         ("unknown", unknown),
@@ -298,112 +289,24 @@ async fn creation_refusals_follow_the_contract() {
         .mint(json!({"kind": "msi", "oid": OTHER_MSI_OID}))
         .await;
     let user = emulator.user_token().await;
+    // One case a line: (case, delegator, request, status, error code).
+    #[rustfmt::skip]
     let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
-        (
-            "a user as delegator",
-            &user,
-            json!({"lane": "service", "audiences": ["sql"]}),
-            403,
-            "caller_not_allowed",
-        ),
-        (
-            "an app without a delegate grant",
-            &other_app,
-            json!({"lane": "service", "audiences": ["sql"]}),
-            403,
-            "caller_not_allowed",
-        ),
-        (
-            "an audience outside the delegator's grant",
-            &backend,
-            json!({"lane": "service", "audiences": ["storage"]}),
-            403,
-            "audience_not_allowed",
-        ),
-        (
-            "an audience outside the subject's grants",
-            &backend,
-            json!({"lane": "user", "audiences": ["arm"], "subject_token": user}),
-            403,
-            "audience_not_allowed",
-        ),
-        (
-            "an unknown alias",
-            &backend,
-            json!({"lane": "service", "audiences": ["nope"]}),
-            403,
-            "audience_not_allowed",
-        ),
-        (
-            "a subject token in the service lane",
-            &backend,
-            json!({"lane": "service", "audiences": ["sql"], "subject_token": user}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "no subject token in the user lane",
-            &backend,
-            json!({"lane": "user", "audiences": ["sql"]}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "a lifetime above the grant's maximum",
-            &backend,
-            json!({"lane": "user", "audiences": ["sql"], "subject_token": user, "lifetime_seconds": 7201}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "a lifetime under a minute",
-            &backend,
-            json!({"lane": "service", "audiences": ["sql"], "lifetime_seconds": 59}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "no audiences",
-            &backend,
-            json!({"lane": "service", "audiences": []}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "seventeen audiences",
-            &backend,
-            json!({"lane": "service", "audiences": (0..17).map(|i| format!("a{i}")).collect::<Vec<_>>()}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "an unknown field",
-            &backend,
-            json!({"lane": "service", "audiences": ["sql"], "subject": "x"}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "a label over 128 characters",
-            &backend,
-            json!({"lane": "service", "audiences": ["sql"], "label": "x".repeat(129)}),
-            400,
-            "invalid_request",
-        ),
-        (
-            "a garbage subject token",
-            &backend,
-            json!({"lane": "user", "audiences": ["sql"], "subject_token": "not-a-jwt"}),
-            401,
-            "invalid_subject_token",
-        ),
-        (
-            "an app token as subject",
-            &backend,
-            json!({"lane": "user", "audiences": ["sql"], "subject_token": other_app}),
-            401,
-            "invalid_subject_token",
-        ),
+        ("a user as delegator", &user, json!({"lane": "service", "audiences": ["sql"]}), 403, "caller_not_allowed"),
+        ("an app without a delegate grant", &other_app, json!({"lane": "service", "audiences": ["sql"]}), 403, "caller_not_allowed"),
+        ("an audience outside the delegator's grant", &backend, json!({"lane": "service", "audiences": ["storage"]}), 403, "audience_not_allowed"),
+        ("an audience outside the subject's grants", &backend, json!({"lane": "user", "audiences": ["arm"], "subject_token": user}), 403, "audience_not_allowed"),
+        ("an unknown alias", &backend, json!({"lane": "service", "audiences": ["nope"]}), 403, "audience_not_allowed"),
+        ("a subject token in the service lane", &backend, json!({"lane": "service", "audiences": ["sql"], "subject_token": user}), 400, "invalid_request"),
+        ("no subject token in the user lane", &backend, json!({"lane": "user", "audiences": ["sql"]}), 400, "invalid_request"),
+        ("a lifetime above the grant's maximum", &backend, json!({"lane": "user", "audiences": ["sql"], "subject_token": user, "lifetime_seconds": 7201}), 400, "invalid_request"),
+        ("a lifetime under a minute", &backend, json!({"lane": "service", "audiences": ["sql"], "lifetime_seconds": 59}), 400, "invalid_request"),
+        ("no audiences", &backend, json!({"lane": "service", "audiences": []}), 400, "invalid_request"),
+        ("seventeen audiences", &backend, json!({"lane": "service", "audiences": (0..17).map(|i| format!("a{i}")).collect::<Vec<_>>()}), 400, "invalid_request"),
+        ("an unknown field", &backend, json!({"lane": "service", "audiences": ["sql"], "subject": "x"}), 400, "invalid_request"),
+        ("a label over 128 characters", &backend, json!({"lane": "service", "audiences": ["sql"], "label": "x".repeat(129)}), 400, "invalid_request"),
+        ("a garbage subject token", &backend, json!({"lane": "user", "audiences": ["sql"], "subject_token": "not-a-jwt"}), 401, "invalid_subject_token"),
+        ("an app token as subject", &backend, json!({"lane": "user", "audiences": ["sql"], "subject_token": other_app}), 401, "invalid_subject_token"),
     ];
 
     for (case, delegator, body, status, code) in cases {
@@ -467,14 +370,9 @@ async fn a_delegation_bearer_is_refused_on_get_sp_token_and_on_the_delegation_ro
         json!({"lane": "service", "audiences": ["sql"]}),
     )
     .await;
-    let read = broker
-        .get(
-            &format!("/api/delegations/{}", id_of(&created)),
-            Some(&bearer),
-        )
-        .await;
+    let reading = read(&broker, &bearer, &id_of(&created)).await;
 
-    for response in [get_sp_token, delegate, read] {
+    for response in [get_sp_token, delegate, reading] {
         assert_error(response, 401, "invalid_token").await;
     }
 }
@@ -512,15 +410,7 @@ async fn a_revoked_sign_in_makes_redemption_answer_reauthentication_required() {
     .await;
 
     assert_error(response, 401, "reauthentication_required").await;
-    let state = json_body(
-        broker
-            .get(
-                &format!("/api/delegations/{}", id_of(&created)),
-                Some(&backend),
-            )
-            .await,
-    )
-    .await;
+    let state = json_body(read(&broker, &backend, &id_of(&created)).await).await;
     assert_eq!(state["state"], "reauthentication_required");
 }
 
@@ -698,9 +588,7 @@ async fn every_decision_writes_one_audit_line_naming_the_delegation_and_no_beare
     let created = user_delegation(&emulator, &broker).await;
     let (id, bearer) = (id_of(&created), bearer_of(&created));
     redeem(&broker, &bearer, json!({"audience": "sql"})).await;
-    broker
-        .get(&format!("/api/delegations/{id}"), Some(&backend))
-        .await;
+    read(&broker, &backend, &id).await;
     broker
         .delete(&format!("/api/delegations/{id}"), &backend)
         .await;

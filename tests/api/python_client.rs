@@ -7,12 +7,13 @@
 //! before the tests, and the first test that finds a version missing runs it; one that still cannot be had
 //! fails these tests, saying why.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::helpers::access_helper::TestHelper;
-use crate::helpers::assertions::{decode_claims, json_body};
+use crate::delegations::{bearer_of, broker_with_delegations, id_of, rotate, user_delegation};
+use crate::helpers::access_helper::{TestHelper, scratch_dir};
+use crate::helpers::assertions::decode_claims;
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{SQL_RESOURCE, USER_OID};
@@ -87,11 +88,47 @@ async fn run_client(version: &str, env: &[(&str, String)], scopes: &[&str]) -> (
     (header, lines.collect())
 }
 
-fn audience_of(line: &Value) -> Value {
+fn claims_of(line: &Value) -> Value {
     let token = line["token"]
         .as_str()
         .unwrap_or_else(|| panic!("no token: {line}"));
-    decode_claims(token)["aud"].clone()
+    decode_claims(token)
+}
+
+fn audience_of(line: &Value) -> Value {
+    claims_of(line)["aud"].clone()
+}
+
+/// Asserts the first two lines are the default user's tokens for Azure SQL and for Storage.
+#[track_caller]
+fn assert_user_tokens_for_sql_and_storage(lines: &[Value]) {
+    assert_eq!(audience_of(&lines[0]), SQL_RESOURCE);
+    assert_eq!(claims_of(&lines[0])["oid"], USER_OID);
+    assert_eq!(audience_of(&lines[1]), "https://storage.azure.com");
+}
+
+/// The agent's whole environment with the helper: where its socket is, and no bearer.
+fn agent_env(helper: &TestHelper) -> [(&'static str, String); 1] {
+    [(
+        "VD_RUNTIME_ACCESS_SOCKET",
+        helper.socket.display().to_string(),
+    )]
+}
+
+/// A fresh scratch directory holding `bearer` in its file `bearer`; the directory and the file.
+fn scratch_bearer_file(bearer: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch_dir();
+    let bearer_file = dir.join("bearer");
+    std::fs::write(&bearer_file, bearer).unwrap();
+    (dir, bearer_file)
+}
+
+/// The environment of client 0.1.0: the broker's URL and the bearer file.
+fn client_0_1_0_env(broker: &TestBroker, bearer_file: &Path) -> [(&'static str, String); 2] {
+    [
+        ("VD_AZ_TOKEN_URL", format!("{}/api", broker.url())),
+        ("VD_CREDENTIAL_FILE", bearer_file.display().to_string()),
+    ]
 }
 
 #[tokio::test]
@@ -100,22 +137,14 @@ async fn client_0_2_0_gets_tokens_through_the_helper_without_holding_the_bearer(
     let emulator = TestEmulator::start().await;
     let broker = TestBroker::spawn(&emulator).await;
     let helper = TestHelper::spawn(&broker, "user", &emulator.user_token().await).await;
-    let agent_env = [(
-        "VD_RUNTIME_ACCESS_SOCKET",
-        helper.socket.display().to_string(),
-    )];
+    let agent_env = agent_env(&helper);
 
     // Act
     let (header, lines) = run_client("0.2.0", &agent_env, &[SQL, STORAGE, GRAPH]).await;
 
     // Assert
     assert_eq!(header["bearer_pointer"], false);
-    assert_eq!(audience_of(&lines[0]), SQL_RESOURCE);
-    assert_eq!(
-        decode_claims(lines[0]["token"].as_str().unwrap())["oid"],
-        USER_OID
-    );
-    assert_eq!(audience_of(&lines[1]), "https://storage.azure.com");
+    assert_user_tokens_for_sql_and_storage(&lines);
     assert_eq!(lines[2]["code"], "unknown_audience", "{}", lines[2]);
     let audit = broker.wait_for_audit_lines(3).await;
     assert_eq!(audit.len(), 3);
@@ -128,10 +157,7 @@ async fn client_0_2_0_raises_with_the_helpers_code_when_the_bearer_is_gone() {
     let helper = TestHelper::spawn(&broker, "user", &emulator.user_token().await).await;
     std::fs::remove_file(&helper.bearer_file).unwrap();
 
-    let agent_env = [(
-        "VD_RUNTIME_ACCESS_SOCKET",
-        helper.socket.display().to_string(),
-    )];
+    let agent_env = agent_env(&helper);
     let (_, lines) = run_client("0.2.0", &agent_env, &[SQL]).await;
 
     assert_eq!(lines[0]["code"], "credential_unavailable", "{}", lines[0]);
@@ -141,9 +167,7 @@ async fn client_0_2_0_raises_with_the_helpers_code_when_the_bearer_is_gone() {
 async fn client_0_2_0_without_a_socket_falls_back_to_the_bearer_file() {
     let emulator = TestEmulator::start().await;
     let broker = TestBroker::spawn(&emulator).await;
-    let dir = crate::helpers::access_helper::scratch_dir();
-    let bearer_file = dir.join("bearer");
-    std::fs::write(&bearer_file, emulator.user_token().await).unwrap();
+    let (dir, bearer_file) = scratch_bearer_file(&emulator.user_token().await);
     let env = [
         (
             "VD_RUNTIME_ACCESS_SOCKET",
@@ -170,13 +194,8 @@ async fn client_0_2_0_without_a_socket_falls_back_to_the_bearer_file() {
 async fn client_0_1_0_gets_a_token_from_the_broker_with_the_bearer_file() {
     let emulator = TestEmulator::start().await;
     let broker = TestBroker::spawn(&emulator).await;
-    let dir = crate::helpers::access_helper::scratch_dir();
-    let bearer_file = dir.join("bearer");
-    std::fs::write(&bearer_file, emulator.user_token().await).unwrap();
-    let env = [
-        ("VD_AZ_TOKEN_URL", format!("{}/api", broker.url())),
-        ("VD_CREDENTIAL_FILE", bearer_file.display().to_string()),
-    ];
+    let (dir, bearer_file) = scratch_bearer_file(&emulator.user_token().await);
+    let env = client_0_1_0_env(&broker, &bearer_file);
 
     let (_, lines) = run_client("0.1.0", &env, &[SQL, GRAPH]).await;
 
@@ -200,26 +219,17 @@ const ARM: &str = "https://management.azure.com/.default";
 async fn client_0_2_0_redeems_a_delegation_bearer_through_the_helper_for_its_audiences_only() {
     // Arrange: a backend's user-lane delegation of `sql` and `storage`, its bearer held by the helper.
     let emulator = TestEmulator::start().await;
-    let broker = crate::delegations::broker_with_delegations(&emulator).await;
-    let created = crate::delegations::user_delegation(&emulator, &broker).await;
-    let bearer = created["token"].as_str().expect("a bearer");
-    let helper = TestHelper::spawn(&broker, "user", bearer).await;
-    let agent_env = [(
-        "VD_RUNTIME_ACCESS_SOCKET",
-        helper.socket.display().to_string(),
-    )];
+    let broker = broker_with_delegations(&emulator).await;
+    let created = user_delegation(&emulator, &broker).await;
+    let helper = TestHelper::spawn(&broker, "user", &bearer_of(&created)).await;
+    let agent_env = agent_env(&helper);
 
     // Act
     let (header, lines) = run_client("0.2.0", &agent_env, &[SQL, STORAGE, ARM]).await;
 
     // Assert: the user's own tokens for the delegated audiences, the broker's code for the third.
     assert_eq!(header["bearer_pointer"], false);
-    assert_eq!(audience_of(&lines[0]), SQL_RESOURCE);
-    assert_eq!(
-        decode_claims(lines[0]["token"].as_str().unwrap())["oid"],
-        USER_OID
-    );
-    assert_eq!(audience_of(&lines[1]), "https://storage.azure.com");
+    assert_user_tokens_for_sql_and_storage(&lines);
     assert_eq!(lines[2]["code"], "audience_not_delegated", "{}", lines[2]);
 }
 
@@ -227,31 +237,18 @@ async fn client_0_2_0_redeems_a_delegation_bearer_through_the_helper_for_its_aud
 async fn client_0_1_0_follows_a_rotated_delegation_bearer_in_its_file_until_revocation() {
     // Arrange: the backend writes the delegation's bearer into the sandbox's credential file.
     let emulator = TestEmulator::start().await;
-    let broker = crate::delegations::broker_with_delegations(&emulator).await;
+    let broker = broker_with_delegations(&emulator).await;
     let backend = emulator.msi_token().await;
-    let created = crate::delegations::user_delegation(&emulator, &broker).await;
-    let id = created["id"].as_str().expect("an id").to_owned();
-    let dir = crate::helpers::access_helper::scratch_dir();
-    let bearer_file = dir.join("bearer");
-    std::fs::write(&bearer_file, created["token"].as_str().unwrap()).unwrap();
-    let env = [
-        ("VD_AZ_TOKEN_URL", format!("{}/api", broker.url())),
-        ("VD_CREDENTIAL_FILE", bearer_file.display().to_string()),
-    ];
+    let created = user_delegation(&emulator, &broker).await;
+    let id = id_of(&created);
+    let (dir, bearer_file) = scratch_bearer_file(&bearer_of(&created));
+    let env = client_0_1_0_env(&broker, &bearer_file);
 
     // Act: a call, the backend rotates the bearer in the file, a call, the backend revokes, a call.
     let (_, first) = run_client("0.1.0", &env, &[SQL]).await;
-    let rotated = broker
-        .post_json_as(
-            &format!("/api/delegations/{id}/token"),
-            &backend,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(rotated.status(), 201);
-    let rotated = json_body(rotated).await;
+    let rotated = rotate(&broker, &backend, &id).await;
     assert_ne!(rotated["token"], created["token"]);
-    std::fs::write(&bearer_file, rotated["token"].as_str().unwrap()).unwrap();
+    std::fs::write(&bearer_file, bearer_of(&rotated)).unwrap();
     let (_, second) = run_client("0.1.0", &env, &[STORAGE]).await;
     let revoked = broker
         .delete(&format!("/api/delegations/{id}"), &backend)
@@ -262,10 +259,7 @@ async fn client_0_1_0_follows_a_rotated_delegation_bearer_in_its_file_until_revo
     // Assert
     assert_eq!(audience_of(&first[0]), SQL_RESOURCE);
     assert_eq!(audience_of(&second[0]), "https://storage.azure.com");
-    assert_eq!(
-        decode_claims(second[0]["token"].as_str().unwrap())["oid"],
-        USER_OID
-    );
+    assert_eq!(claims_of(&second[0])["oid"], USER_OID);
     let refused = third[0]["error"].as_str().unwrap_or_default();
     assert!(refused.contains("401"), "{}", third[0]);
     let _ = std::fs::remove_dir_all(&dir);

@@ -8,6 +8,24 @@ use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::sql_request;
 
+/// Posts `body` to GetSPToken through the host as the default managed identity, labelled
+/// `content_type`.
+async fn post_as_app(
+    emulator: &TestEmulator,
+    broker: &TestBroker,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let bearer = format!("Bearer {}", emulator.msi_token().await);
+    broker
+        .post_raw(
+            "/api/GetSPToken",
+            &[("authorization", &bearer), ("content-type", content_type)],
+            body,
+        )
+        .await
+}
+
 #[tokio::test]
 async fn get_on_get_sp_token_through_the_host_is_an_empty_404_from_the_host() {
     let emulator = TestEmulator::start().await;
@@ -60,15 +78,8 @@ async fn unknown_path_direct_to_the_broker_is_404_not_found() {
 async fn text_plain_body_is_415() {
     let emulator = TestEmulator::start().await;
     let broker = TestBroker::spawn(&emulator).await;
-    let bearer = format!("Bearer {}", emulator.msi_token().await);
 
-    let response = broker
-        .post_raw(
-            "/api/GetSPToken",
-            &[("authorization", &bearer), ("content-type", "text/plain")],
-            sql_request().to_string(),
-        )
-        .await;
+    let response = post_as_app(&emulator, &broker, "text/plain", sql_request().to_string()).await;
 
     assert_error(response, 415, "unsupported_media_type").await;
 }
@@ -77,21 +88,11 @@ async fn text_plain_body_is_415() {
 async fn body_over_8_kib_is_413() {
     let emulator = TestEmulator::start().await;
     let broker = TestBroker::spawn(&emulator).await;
-    let bearer = format!("Bearer {}", emulator.msi_token().await);
     let padding = "x".repeat(9 * 1024);
     let body =
         format!(r#"{{"targetScope":"https://database.windows.net/.default","pad":"{padding}"}}"#);
 
-    let response = broker
-        .post_raw(
-            "/api/GetSPToken",
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/json"),
-            ],
-            body,
-        )
-        .await;
+    let response = post_as_app(&emulator, &broker, "application/json", body).await;
 
     assert_error(response, 413, "payload_too_large").await;
 }
@@ -100,18 +101,14 @@ async fn body_over_8_kib_is_413() {
 async fn body_that_is_not_json_is_400_invalid_request() {
     let emulator = TestEmulator::start().await;
     let broker = TestBroker::spawn(&emulator).await;
-    let bearer = format!("Bearer {}", emulator.msi_token().await);
 
-    let response = broker
-        .post_raw(
-            "/api/GetSPToken",
-            &[
-                ("authorization", &bearer),
-                ("content-type", "application/json"),
-            ],
-            "targetScope=https://database.windows.net/.default",
-        )
-        .await;
+    let response = post_as_app(
+        &emulator,
+        &broker,
+        "application/json",
+        "targetScope=https://database.windows.net/.default",
+    )
+    .await;
 
     assert_error(response, 400, "invalid_request").await;
 }

@@ -125,23 +125,13 @@ async fn a_token_signed_by_a_new_key_while_the_jwks_is_down_is_503_then_accepted
 
     // Act: once the 1 s cooldown after the start-up load has passed (inside it, the kid is unknown to
     // a key set just confirmed, so 401), the unknown kid triggers a refresh, which fails.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let while_down = loop {
-        let response = broker.get_sp_token(&caller, sql_request()).await;
-        if response.status() != 401 || tokio::time::Instant::now() >= deadline {
-            break response;
-        }
-        tokio::time::sleep(POLL).await;
-    };
+    let while_down = broker
+        .get_sql_token_until(&caller, WAIT, |status| status != 401)
+        .await;
     emulator.clear_faults().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let recovered = loop {
-        let response = broker.get_sp_token(&caller, sql_request()).await;
-        if response.status() != 503 || tokio::time::Instant::now() >= deadline {
-            break response;
-        }
-        tokio::time::sleep(POLL).await;
-    };
+    let recovered = broker
+        .get_sql_token_until(&caller, WAIT, |status| status != 503)
+        .await;
 
     // Assert: retryable while the key cannot be fetched, never 401 for a good token.
     let retry_after = header(&while_down, "retry-after").unwrap_or_default();
@@ -262,14 +252,9 @@ async fn open_breaker_closes_once_entra_recovers() {
     assert_eq!(counter(&emulator, "client_credentials").await, calls);
 
     // Act: poll until the breaker lets a request through (it opens for 5 s).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let response = loop {
-        let response = broker.get_sp_token(&caller, sql_request()).await;
-        if response.status() == 200 || tokio::time::Instant::now() >= deadline {
-            break response;
-        }
-        tokio::time::sleep(POLL).await;
-    };
+    let response = broker
+        .get_sql_token_until(&caller, WAIT, |status| status == 200)
+        .await;
 
     // Assert
     let body = assert_issued(response).await;

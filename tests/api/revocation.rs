@@ -46,14 +46,9 @@ async fn identity_removed_after_a_signing_key_rollover_is_refused_within_the_ref
 
     // Assert: refused once the broker has re-read the secret (refresh period 1 s). Until its unknown-kid
     // cooldown (1 s) has passed, the new key's token may still be 401.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let response = loop {
-        let response = broker.get_sp_token(&caller, sql_request()).await;
-        if response.status() == 403 || tokio::time::Instant::now() >= deadline {
-            break response;
-        }
-        tokio::time::sleep(POLL).await;
-    };
+    let response = broker
+        .get_sql_token_until(&caller, WAIT, |status| status == 403)
+        .await;
     assert_error(response, 403, "caller_not_allowed").await;
     assert!(
         counter(&emulator, "key_vault_token_refusals").await >= 1,

@@ -8,9 +8,7 @@ use serde_json::{Value, json};
 use crate::helpers::assertions::{assert_error, assert_issued, issued_claims};
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
-use crate::helpers::ids::{
-    SQL_RESOURCE, USER_OID, USER2_NAME, USER2_OID, USER2_UPN, sql_request, sql_user_lane,
-};
+use crate::helpers::ids::{SQL_RESOURCE, USER_OID, USER2_OID, sql_request, sql_user_lane};
 
 async fn client_credentials_calls(emulator: &TestEmulator) -> u64 {
     emulator.stats().await["token_requests"]["client_credentials"]
@@ -186,9 +184,7 @@ async fn one_users_cached_obo_token_is_never_served_to_another_user() {
     let emulator = TestEmulator::start().await;
     let broker = TestBroker::spawn(&emulator).await;
     let ana = emulator.user_token().await;
-    let ben = emulator
-        .mint(json!({"oid": USER2_OID, "upn": USER2_UPN, "name": USER2_NAME}))
-        .await;
+    let ben = emulator.second_user_token().await;
     let for_ana = assert_issued(broker.token(&ana, sql_user_lane()).await).await;
 
     // Act

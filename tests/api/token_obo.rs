@@ -11,8 +11,7 @@ use crate::helpers::assertions::{
 use crate::helpers::broker::TestBroker;
 use crate::helpers::emulator::TestEmulator;
 use crate::helpers::ids::{
-    BROKER_SP_OID, SQL_RESOURCE, SQL_SCOPE, USER_OID, USER_UPN, USER2_NAME, USER2_OID, USER2_UPN,
-    sql_user_lane,
+    BROKER_SP_OID, SQL_RESOURCE, SQL_SCOPE, USER_OID, USER_UPN, USER2_OID, USER2_UPN, sql_user_lane,
 };
 
 #[tokio::test]
@@ -41,9 +40,7 @@ async fn two_users_in_parallel_each_receive_their_own_obo_token() {
     let emulator = TestEmulator::start().await;
     let broker = TestBroker::spawn(&emulator).await;
     let ana = emulator.user_token().await;
-    let ben = emulator
-        .mint(json!({"oid": USER2_OID, "upn": USER2_UPN, "name": USER2_NAME}))
-        .await;
+    let ben = emulator.second_user_token().await;
 
     let (for_ana, for_ben) = tokio::join!(
         broker.token(&ana, sql_user_lane()),

@@ -27,34 +27,22 @@ struct Setting {
     flag: &'static str,
 }
 
-const BROKER_URL: Setting = Setting {
-    env: "VD_CREDENTIAL_BROKER_URL",
-    flag: "broker-url",
-};
-const CREDENTIAL_FILE: Setting = Setting {
-    env: "VD_CREDENTIAL_FILE",
-    flag: "credential-file",
-};
-const LANE: Setting = Setting {
-    env: "VD_CREDENTIAL_LANE",
-    flag: "lane",
-};
-const REVISION: Setting = Setting {
-    env: "VD_CREDENTIAL_CONFIGURATION_REVISION",
-    flag: "configuration-revision",
-};
-const SOCKET: Setting = Setting {
-    env: "VD_RUNTIME_ACCESS_SOCKET",
-    flag: "socket",
-};
-const SOCKET_MODE: Setting = Setting {
-    env: "VD_RUNTIME_ACCESS_SOCKET_MODE",
-    flag: "socket-mode",
-};
-const BROKER_ADDRESS: Setting = Setting {
-    env: "VD_RUNTIME_ACCESS_BROKER_ADDRESS",
-    flag: "broker-address",
-};
+impl Setting {
+    const fn new(env: &'static str, flag: &'static str) -> Self {
+        Setting { env, flag }
+    }
+}
+
+const BROKER_URL: Setting = Setting::new("VD_CREDENTIAL_BROKER_URL", "broker-url");
+const CREDENTIAL_FILE: Setting = Setting::new("VD_CREDENTIAL_FILE", "credential-file");
+const LANE: Setting = Setting::new("VD_CREDENTIAL_LANE", "lane");
+const REVISION: Setting = Setting::new(
+    "VD_CREDENTIAL_CONFIGURATION_REVISION",
+    "configuration-revision",
+);
+const SOCKET: Setting = Setting::new("VD_RUNTIME_ACCESS_SOCKET", "socket");
+const SOCKET_MODE: Setting = Setting::new("VD_RUNTIME_ACCESS_SOCKET_MODE", "socket-mode");
+const BROKER_ADDRESS: Setting = Setting::new("VD_RUNTIME_ACCESS_BROKER_ADDRESS", "broker-address");
 const ALL: [&Setting; 7] = [
     &BROKER_URL,
     &CREDENTIAL_FILE,
@@ -64,6 +52,12 @@ const ALL: [&Setting; 7] = [
     &SOCKET_MODE,
     &BROKER_ADDRESS,
 ];
+
+/// Each setting's text by environment variable: its flag's, else the variable's.
+type Given = HashMap<&'static str, String>;
+
+/// Reads a setting's trimmed, non-empty text, or says why it is invalid (after the setting's name).
+type Reader<T> = fn(&str) -> Result<T, &'static str>;
 
 /// The broker lane every mint asks for, fixed by the operator (never by the agent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +71,14 @@ impl Lane {
         match self {
             Lane::User => "user",
             Lane::Service => "service",
+        }
+    }
+
+    fn read(text: &str) -> Result<Lane, &'static str> {
+        match text {
+            "user" => Ok(Lane::User),
+            "service" => Ok(Lane::Service),
+            _ => Err("must be `user` or `service`"),
         }
     }
 }
@@ -122,57 +124,45 @@ impl Settings {
         args: impl IntoIterator<Item = OsString>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Command, SettingError> {
-        let Some(flags) = parse_flags(args)? else {
+        let Some(mut given) = parse_flags(args)? else {
             return Ok(Command::Help);
         };
-        let value = |setting: &Setting| {
-            flags
-                .get(setting.env)
-                .cloned()
-                .or_else(|| env(setting.env))
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let required =
-            |setting: &Setting| value(setting).ok_or_else(|| invalid(setting, "is not set"));
+        for setting in ALL {
+            if let Some(value) = env(setting.env) {
+                given.entry(setting.env).or_insert(value);
+            }
+        }
         Ok(Command::Run(Settings {
-            token_url: token_url(&required(&BROKER_URL)?)?,
-            credential_file: PathBuf::from(required(&CREDENTIAL_FILE)?),
-            lane: match required(&LANE)?.as_str() {
-                "user" => Lane::User,
-                "service" => Lane::Service,
-                _ => return Err(invalid(&LANE, "must be `user` or `service`")),
-            },
-            configuration_revision: required(&REVISION)?
-                .parse()
-                .map_err(|_| invalid(&REVISION, "must be a non-negative integer"))?,
-            socket: PathBuf::from(value(&SOCKET).unwrap_or_else(|| DEFAULT_SOCKET.to_owned())),
-            socket_mode: match value(&SOCKET_MODE) {
-                None => DEFAULT_SOCKET_MODE,
-                Some(mode) => u32::from_str_radix(&mode, 8)
-                    .ok()
-                    .filter(|mode| *mode <= 0o777)
-                    .ok_or_else(|| {
-                        invalid(&SOCKET_MODE, "must be octal permission bits, such as 0660")
-                    })?,
-            },
-            broker_address: value(&BROKER_ADDRESS)
-                .map(|address| address.parse())
-                .transpose()
-                .map_err(|_| {
-                    invalid(
-                        &BROKER_ADDRESS,
-                        "must be an IP address and port, such as 10.0.0.4:443",
-                    )
-                })?,
+            token_url: required(&given, &BROKER_URL, token_url)?,
+            credential_file: required(&given, &CREDENTIAL_FILE, path)?,
+            lane: required(&given, &LANE, Lane::read)?,
+            configuration_revision: required(&given, &REVISION, revision)?,
+            socket: optional(&given, &SOCKET, path)?.unwrap_or_else(|| DEFAULT_SOCKET.into()),
+            socket_mode: optional(&given, &SOCKET_MODE, permission_bits)?
+                .unwrap_or(DEFAULT_SOCKET_MODE),
+            broker_address: optional(&given, &BROKER_ADDRESS, socket_address)?,
         }))
     }
 }
 
+/// `setting` read by `read`; none if it is not given or blank.
+fn optional<T>(
+    given: &Given,
+    setting: &Setting,
+    read: Reader<T>,
+) -> Result<Option<T>, SettingError> {
+    match given.get(setting.env).map(|text| text.trim()) {
+        None | Some("") => Ok(None),
+        Some(text) => read(text).map(Some).map_err(|why| invalid(setting, why)),
+    }
+}
+
+fn required<T>(given: &Given, setting: &Setting, read: Reader<T>) -> Result<T, SettingError> {
+    optional(given, setting, read)?.ok_or_else(|| invalid(setting, "is not set"))
+}
+
 /// The flags given, keyed by the environment variable each overrides; `None` for `--help`.
-fn parse_flags(
-    args: impl IntoIterator<Item = OsString>,
-) -> Result<Option<HashMap<&'static str, String>>, SettingError> {
+fn parse_flags(args: impl IntoIterator<Item = OsString>) -> Result<Option<Given>, SettingError> {
     use lexopt::prelude::*;
     let mut flags = HashMap::new();
     let mut parser = lexopt::Parser::from_args(args);
@@ -196,9 +186,29 @@ fn parse_flags(
     Ok(Some(flags))
 }
 
+fn path(text: &str) -> Result<PathBuf, &'static str> {
+    Ok(PathBuf::from(text))
+}
+
+fn revision(text: &str) -> Result<u64, &'static str> {
+    text.parse().map_err(|_| "must be a non-negative integer")
+}
+
+fn permission_bits(text: &str) -> Result<u32, &'static str> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or("must be octal permission bits, such as 0660")
+}
+
+fn socket_address(text: &str) -> Result<SocketAddr, &'static str> {
+    text.parse()
+        .map_err(|_| "must be an IP address and port, such as 10.0.0.4:443")
+}
+
 /// `{broker_url}/token`. HTTPS, or plain HTTP to a loopback address only: the bearer travels in it.
-fn token_url(broker_url: &str) -> Result<Url, SettingError> {
-    let url = Url::parse(broker_url).map_err(|_| invalid(&BROKER_URL, "is not a URL"))?;
+fn token_url(broker_url: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(broker_url).map_err(|_| "is not a URL")?;
     let loopback = match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
@@ -208,22 +218,17 @@ fn token_url(broker_url: &str) -> Result<Url, SettingError> {
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
-        _ => {
-            return Err(invalid(
-                &BROKER_URL,
-                "must be https (plain http only to a loopback address)",
-            ));
-        }
+        _ => return Err("must be https (plain http only to a loopback address)"),
     }
     if !url.username().is_empty()
         || url.password().is_some()
         || url.query().is_some()
         || url.fragment().is_some()
     {
-        return Err(invalid(&BROKER_URL, "must have no user, query or fragment"));
+        return Err("must have no user, query or fragment");
     }
     let base = url.as_str().trim_end_matches('/');
-    Url::parse(&format!("{base}/token")).map_err(|_| invalid(&BROKER_URL, "is not a URL"))
+    Url::parse(&format!("{base}/token")).map_err(|_| "is not a URL")
 }
 
 #[cfg(test)]

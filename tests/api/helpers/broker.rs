@@ -180,6 +180,24 @@ impl TestBroker {
             .collect()
     }
 
+    /// GetSPToken for Azure SQL as `bearer`, asked every 200 ms until `done` holds for the status or
+    /// `wait` has passed; the last answer. For what the broker picks up on its own schedule.
+    pub async fn get_sql_token_until(
+        &self,
+        bearer: &str,
+        wait: Duration,
+        done: impl Fn(reqwest::StatusCode) -> bool,
+    ) -> reqwest::Response {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let response = self.get_sp_token(bearer, sql_request()).await;
+            if done(response.status()) || tokio::time::Instant::now() >= deadline {
+                return response;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The audit lines once at least `count` have been written (the line may trail the response).
     pub async fn wait_for_audit_lines(&self, count: usize) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + LOG_WAIT;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use crate::helpers::ids::new_guid;
+use crate::helpers::ids::{USER2_NAME, USER2_OID, USER2_UPN, new_guid};
 use crate::helpers::logs::LogLines;
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -120,6 +120,12 @@ impl TestEmulator {
     /// The default user's v2 token for the broker (Ana).
     pub async fn user_token(&self) -> String {
         self.mint(json!({})).await
+    }
+
+    /// The second user's v2 token for the broker (Ben).
+    pub async fn second_user_token(&self) -> String {
+        self.mint(json!({"oid": USER2_OID, "upn": USER2_UPN, "name": USER2_NAME}))
+            .await
     }
 
     /// The default managed identity's v1 token for the broker (on the default allowlist).

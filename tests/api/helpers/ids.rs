@@ -36,6 +36,11 @@ pub fn sql_request() -> Value {
     json!({"targetScope": SQL_SCOPE})
 }
 
+/// The GetSPToken body asking for Azure Storage.
+pub fn storage_request() -> Value {
+    json!({"targetScope": "https://storage.azure.com/.default"})
+}
+
 /// The Token route body asking for Azure SQL as the signed-in user (On-Behalf-Of).
 pub fn sql_user_lane() -> Value {
     json!({"audience": "sql", "lane": "user"})

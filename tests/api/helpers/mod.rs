@@ -6,6 +6,7 @@ pub mod arm;
 pub mod assertions;
 pub mod azurite;
 pub mod broker;
+pub mod credentials;
 pub mod emulator;
 pub mod function_app;
 pub mod host;
