@@ -71,11 +71,22 @@ fn hex_value(digit: u8) -> Result<u8, NotADelegationId> {
 }
 
 impl fmt::Display for DelegationId {
+    /// One write of the whole text: every redemption's audit line names the id.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
+        let mut text = [0u8; 2 * ID_BYTES];
+        for (pair, byte) in text.chunks_exact_mut(2).zip(self.0) {
+            pair.copy_from_slice(&[hex_digit(byte >> 4), hex_digit(byte & 0x0f)]);
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// The lower-case hex digit of a value below 16.
+fn hex_digit(nibble: u8) -> u8 {
+    if nibble < 10 {
+        b'0' + nibble
+    } else {
+        b'a' + nibble - 10
     }
 }
 
