@@ -5,7 +5,7 @@
 use crate::broker::authenticated::GrantRequest;
 use crate::broker::caller::{Caller, CallerKind};
 use crate::broker::error::{BrokerError, UpstreamError, UpstreamErrorKind};
-use crate::broker::policy::{Ask, Delegate, Grant, Policy};
+use crate::broker::policy::{Ask, Delegate, Grant, Policy, Principal};
 use crate::broker::scope::TargetScope;
 use crate::broker::{Broker, Lane};
 use crate::clock::now;
@@ -209,7 +209,7 @@ impl Broker {
             }
             Err(other) => return Err(other),
         };
-        subject_allows(policy, &subject, scopes)?;
+        subject_allows(policy, subject.as_ref(), scopes)?;
         let first = scopes.first().ok_or(BrokerError::AudienceNotAllowed)?;
         let credential = self.credential.current()?;
         let request = GrantRequest::OnBehalfOfOffline {
@@ -273,11 +273,11 @@ pub(crate) fn resolve_all(
 /// The delegate grant that covers the delegator, the lane and every scope. Only app callers delegate.
 pub(crate) fn authorize_delegator<'p>(
     policy: &'p Policy,
-    delegator: &Caller,
+    delegator: &impl Principal,
     lane: Lane,
     scopes: &[TargetScope],
 ) -> Result<&'p Grant, BrokerError> {
-    if delegator.kind != CallerKind::Msi {
+    if delegator.kind() != CallerKind::Msi {
         return Err(BrokerError::CallerNotAllowed);
     }
     policy
@@ -291,7 +291,7 @@ pub(crate) fn authorize_delegator<'p>(
 /// The subject's own user-lane grants must allow every scope.
 pub(crate) fn subject_allows(
     policy: &Policy,
-    subject: &Caller,
+    subject: &impl Principal,
     scopes: &[TargetScope],
 ) -> Result<(), BrokerError> {
     for scope in scopes {

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::authenticated::{Exchange, GrantRequest};
-use crate::broker::caller::{Caller, CallerKind, DisplayName};
+use crate::broker::caller::CallerKind;
 use crate::broker::delegator::{authorize_delegator, resolve_all, subject_allows};
 use crate::broker::digest::Digest;
 use crate::broker::error::{BrokerError, CallerError, UpstreamError, UpstreamErrorKind};
 use crate::broker::exchange::IssuedToken;
 use crate::broker::ids::ObjectId;
-use crate::broker::policy::Policy;
+use crate::broker::policy::{Policy, Principal};
 use crate::broker::scope::TargetScope;
 use crate::broker::token_cache::Grant;
 use crate::broker::{Broker, Lane};
@@ -146,39 +146,47 @@ fn still_allowed(
     scope: &TargetScope,
 ) -> Result<(), BrokerError> {
     let scopes = std::slice::from_ref(scope);
-    let delegator = identity_only(
-        CallerKind::Msi,
-        &record.delegator,
-        &record.delegator_membership,
-    );
+    let delegator = Recorded {
+        kind: CallerKind::Msi,
+        oid: &record.delegator,
+        membership: &record.delegator_membership,
+    };
     authorize_delegator(policy, &delegator, record.lane, scopes)
         .map_err(|_| BrokerError::AudienceNotDelegated)?;
     if record.subject.kind == SubjectKind::User {
-        let subject = identity_only(
-            CallerKind::User,
-            &record.subject.oid,
-            &record.subject.membership,
-        );
+        let subject = Recorded {
+            kind: CallerKind::User,
+            oid: &record.subject.oid,
+            membership: &record.subject.membership,
+        };
         subject_allows(policy, &subject, scopes).map_err(|_| BrokerError::AudienceNotDelegated)?;
     }
     // The audiences were resolved once at creation; a policy that no longer defines one refuses it.
     resolve_all(policy, &record.audiences).map(|_| ())
 }
 
-/// A caller with only what the record keeps of it, for re-checking grants without a token.
-fn identity_only(kind: CallerKind, oid: &ObjectId, membership: &Membership) -> Caller {
-    Caller {
-        kind,
-        oid: oid.clone(),
-        tenant: oid.clone(),
-        app_id: None,
-        display: DisplayName::from(""),
-        scopes: Vec::new(),
-        roles: membership.roles.clone(),
-        groups: membership.groups.clone(),
-        group_overage: membership.group_overage,
-        expires_at: 0,
-        kid: String::new(),
+/// One party of a delegation as its record keeps it, for re-checking grants without a token.
+struct Recorded<'a> {
+    kind: CallerKind,
+    oid: &'a ObjectId,
+    membership: &'a Membership,
+}
+
+impl Principal for Recorded<'_> {
+    fn kind(&self) -> CallerKind {
+        self.kind
+    }
+    fn oid(&self) -> &ObjectId {
+        self.oid
+    }
+    fn roles(&self) -> &[String] {
+        &self.membership.roles
+    }
+    fn groups(&self) -> &[ObjectId] {
+        &self.membership.groups
+    }
+    fn group_overage(&self) -> bool {
+        self.membership.group_overage
     }
 }
 

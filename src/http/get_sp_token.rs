@@ -78,7 +78,7 @@ async fn issue(
         scope: &scope,
         via_alias: false,
     };
-    record.grant = Some(policy.authorize(&caller, ask)?.name.clone());
+    record.grant = Some(policy.authorize(caller.as_ref(), ask)?.name.clone());
     Ok(broker.service_token(&scope).await?)
 }
 

@@ -112,7 +112,7 @@ async fn issue(
         scope: &scope,
         via_alias: true,
     };
-    record.grant = Some(policy.authorize(&caller, ask)?.name.clone());
+    record.grant = Some(policy.authorize(caller.as_ref(), ask)?.name.clone());
     match lane {
         Lane::User => Ok(broker.on_behalf_of(&caller, &bearer, &scope).await?),
         Lane::Service => Ok(broker.service_token(&scope).await?),

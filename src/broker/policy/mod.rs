@@ -106,21 +106,52 @@ pub struct Ask<'a> {
     pub via_alias: bool,
 }
 
+/// What grants match on: a caller's validated token, or what a delegation recorded of one (borrowed,
+/// so a re-check at every redemption copies nothing).
+pub trait Principal {
+    fn kind(&self) -> CallerKind;
+    fn oid(&self) -> &ObjectId;
+    /// App roles (`roles`).
+    fn roles(&self) -> &[String];
+    /// Group object ids (`groups`).
+    fn groups(&self) -> &[ObjectId];
+    /// The token named its groups elsewhere instead of listing them.
+    fn group_overage(&self) -> bool;
+}
+
+impl Principal for Caller {
+    fn kind(&self) -> CallerKind {
+        self.kind
+    }
+    fn oid(&self) -> &ObjectId {
+        &self.oid
+    }
+    fn roles(&self) -> &[String] {
+        &self.roles
+    }
+    fn groups(&self) -> &[ObjectId] {
+        &self.groups
+    }
+    fn group_overage(&self) -> bool {
+        self.group_overage
+    }
+}
+
 impl Callers {
-    pub fn matches(&self, caller: &Caller) -> Result<bool, BrokerError> {
-        let has_role = |role: &String| caller.roles.iter().any(|r| r == role);
-        Ok(match (self, caller.kind) {
+    pub fn matches(&self, caller: &impl Principal) -> Result<bool, BrokerError> {
+        let has_role = |role: &String| caller.roles().iter().any(|r| r == role);
+        Ok(match (self, caller.kind()) {
             (Self::Apps(apps), CallerKind::Msi) => match apps {
-                AppMatch::Oids(oids) => oids.contains(&caller.oid),
+                AppMatch::Oids(oids) => oids.contains(caller.oid()),
                 AppMatch::AppRole(role) => has_role(role),
-                AppMatch::Allowlist(allowlist) => allowlist.contains(&caller.oid)?,
+                AppMatch::Allowlist(allowlist) => allowlist.contains(caller.oid())?,
             },
             (Self::Users(users), CallerKind::User) => match users {
                 UserMatch::Tenant => true,
-                UserMatch::Oids(oids) => oids.contains(&caller.oid),
+                UserMatch::Oids(oids) => oids.contains(caller.oid()),
                 UserMatch::AppRole(role) => has_role(role),
                 UserMatch::Groups(groups) => {
-                    !caller.group_overage && caller.groups.iter().any(|g| groups.contains(g))
+                    !caller.group_overage() && caller.groups().iter().any(|g| groups.contains(g))
                 }
             },
             _ => false,
@@ -140,7 +171,7 @@ impl Policy {
     /// in the lane matches the caller at all, and `ScopeNotAllowed` when some do but none covers the
     /// scope.
     /// Delegate grants never allow a request of their own.
-    pub fn authorize(&self, caller: &Caller, ask: Ask<'_>) -> Result<&Grant, BrokerError> {
+    pub fn authorize(&self, caller: &impl Principal, ask: Ask<'_>) -> Result<&Grant, BrokerError> {
         let mut caller_in_lane = false;
         let redeemable = self
             .grants
@@ -167,7 +198,7 @@ impl Policy {
     /// matches the delegator, and `ScopeNotAllowed` when some do but none covers every scope.
     pub fn authorize_delegation(
         &self,
-        delegator: &Caller,
+        delegator: &impl Principal,
         lane: Lane,
         scopes: &[TargetScope],
     ) -> Result<&Grant, BrokerError> {
