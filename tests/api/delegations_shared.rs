@@ -89,6 +89,29 @@ fn bearer_of(created: &Value) -> &str {
     created["token"].as_str().expect("a bearer")
 }
 
+/// A service-lane delegation of `sql` made on `maker` by `backend`, then redeemed `times` times on
+/// `redeemer`, each answered 200 (after the first, from the redeemer's token cache); its 201 body.
+async fn service_delegation_redeemed(
+    maker: &TestBroker,
+    redeemer: &TestBroker,
+    backend: &str,
+    times: usize,
+) -> Value {
+    let created = create(
+        maker,
+        backend,
+        json!({"lane": "service", "audiences": ["sql"]}),
+    )
+    .await;
+    for _ in 0..times {
+        let redeemed = redeemer
+            .token(bearer_of(&created), json!({"audience": "sql"}))
+            .await;
+        assert_eq!(redeemed.status(), 200, "made on one, redeemed on the other");
+    }
+    created
+}
+
 #[tokio::test]
 async fn made_on_one_instance_redeemed_on_another_and_revoked_there_within_the_bound() {
     // Arrange: two instances, twenty delegations made on the first and each redeemed on the second.
@@ -97,17 +120,7 @@ async fn made_on_one_instance_redeemed_on_another_and_revoked_there_within_the_b
     let backend = shared.emulator.msi_token().await;
     let mut delegations = Vec::new();
     for _ in 0..20 {
-        let created = create(
-            &first,
-            &backend,
-            json!({"lane": "service", "audiences": ["sql"]}),
-        )
-        .await;
-        let redeemed = second
-            .token(bearer_of(&created), json!({"audience": "sql"}))
-            .await;
-        assert_eq!(redeemed.status(), 200, "made on one, redeemed on the other");
-        delegations.push(created);
+        delegations.push(service_delegation_redeemed(&first, &second, &backend, 1).await);
     }
 
     // Act: revoke each on the first; poll the second until it refuses.
@@ -152,21 +165,10 @@ async fn redemptions_on_one_instance_cache_hits_included_reach_a_read_on_another
     let Some(shared) = shared().await else { return };
     let (first, second) = (shared.instance().await, shared.instance().await);
     let backend = shared.emulator.msi_token().await;
-    let created = create(
-        &first,
-        &backend,
-        json!({"lane": "service", "audiences": ["sql"]}),
-    )
-    .await;
-    let path = format!("/api/delegations/{}", created["id"].as_str().unwrap());
 
     // Act: three tokens on the second instance, the last two from its token cache.
-    for _ in 0..3 {
-        let redeemed = second
-            .token(bearer_of(&created), json!({"audience": "sql"}))
-            .await;
-        assert_eq!(redeemed.status(), 200);
-    }
+    let created = service_delegation_redeemed(&first, &second, &backend, 3).await;
+    let path = format!("/api/delegations/{}", created["id"].as_str().unwrap());
     let redeemed_at = Instant::now();
     let read = loop {
         let read = json_body(first.get(&path, Some(&backend)).await).await;
@@ -193,19 +195,8 @@ async fn an_instance_stopped_before_its_next_write_still_writes_its_redemption_c
     let first = shared.instance().await;
     let mut second = shared.instance().await;
     let backend = shared.emulator.msi_token().await;
-    let created = create(
-        &first,
-        &backend,
-        json!({"lane": "service", "audiences": ["sql"]}),
-    )
-    .await;
+    let created = service_delegation_redeemed(&first, &second, &backend, 2).await;
     let path = format!("/api/delegations/{}", created["id"].as_str().unwrap());
-    for _ in 0..2 {
-        let redeemed = second
-            .token(bearer_of(&created), json!({"audience": "sql"}))
-            .await;
-        assert_eq!(redeemed.status(), 200);
-    }
 
     // Act: SIGTERM well within the first write interval.
     let exit = second.terminate(BOUND).await;

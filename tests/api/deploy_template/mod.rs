@@ -165,22 +165,27 @@ fn deployed_resources(template: &Value) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// The resource's type, and the validator the template schema applies to it: the common resource fields
+/// (dependsOn, scope, location...) and the type's own definition at the resource's apiVersion.
+fn resource_validator(resource: &Value) -> (&str, jsonschema::Validator) {
+    let resource_type = resource["type"].as_str().expect("resource type");
+    let api_version = resource["apiVersion"]
+        .as_str()
+        .expect("resource apiVersion");
+    let base = format!("{ARM_SCHEMA_BASE}{DEPLOYMENT_TEMPLATE}#/definitions/resourceBase");
+    let url = arm_resource_schema_url(resource_type, api_version);
+    let validator = arm_validator_for(&json!({"allOf": [{"$ref": base}, {"$ref": url}]}));
+    (resource_type, validator)
+}
+
 #[test]
 fn every_template_resource_validates_against_its_types_arm_schema() {
     let template = template();
-    let base = format!("{ARM_SCHEMA_BASE}{DEPLOYMENT_TEMPLATE}#/definitions/resourceBase");
     let deployed = deployed_resources(&template);
 
     let mut validated = BTreeSet::new();
     for (case, resource) in &deployed {
-        let resource_type = resource["type"].as_str().expect("resource type");
-        let api_version = resource["apiVersion"]
-            .as_str()
-            .expect("resource apiVersion");
-        let url = arm_resource_schema_url(resource_type, api_version);
-        // As the template schema does: the common resource fields (dependsOn, scope, location...), and
-        // the type's own definition.
-        let validator = arm_validator_for(&json!({"allOf": [{"$ref": base}, {"$ref": url}]}));
+        let (resource_type, validator) = resource_validator(resource);
 
         // A child type's schema spells its name either whole (`app/appsettings`) or as the child's
         // own name (`broker-policy` for `vault/broker-policy`): either form passes.
@@ -231,15 +236,9 @@ const TYPES_TOLD_APART_BY_NAME: &[&str] = &[
 #[test]
 fn every_template_resource_as_written_validates_save_a_name_only_an_expression_can_spell() {
     let template = template();
-    let base = format!("{ARM_SCHEMA_BASE}{DEPLOYMENT_TEMPLATE}#/definitions/resourceBase");
 
     for resource in resources(&template) {
-        let resource_type = resource["type"].as_str().expect("resource type");
-        let url = arm_resource_schema_url(
-            resource_type,
-            resource["apiVersion"].as_str().expect("apiVersion"),
-        );
-        let validator = arm_validator_for(&json!({"allOf": [{"$ref": base}, {"$ref": url}]}));
+        let (resource_type, validator) = resource_validator(resource);
         let errors = schema_errors(&validator, resource);
         if errors.is_empty() {
             continue;
