@@ -80,7 +80,7 @@ struct CreateRequest {
 }
 
 #[derive(Serialize)]
-struct SubjectBody<'a> {
+pub(crate) struct SubjectBody<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     oid: &'a str,
@@ -256,7 +256,8 @@ fn parse_create(request: CreateRequest) -> Result<NewDelegation, ApiError> {
     })
 }
 
-fn subject_of(record: &DelegationRecord) -> SubjectBody<'_> {
+/// A delegation's subject as every answer shows it (`{"type", "oid", "display"}`).
+pub(crate) fn subject_of(record: &DelegationRecord) -> SubjectBody<'_> {
     SubjectBody {
         kind: record.subject.kind.as_str(),
         oid: record.subject.oid.as_str(),

@@ -14,7 +14,7 @@ use crate::broker::caller::Caller;
 use crate::broker::policy::{Grant, Policy};
 use crate::clock::now;
 use crate::delegation::looks_like_delegation_bearer;
-use crate::http::delegations::audit_of;
+use crate::http::delegations::{SubjectBody, audit_of, subject_of};
 use crate::http::error::ApiError;
 use crate::http::reply::{begin, no_store_json, refuse};
 use crate::http::request::RequestParts;
@@ -69,16 +69,8 @@ struct DelegationView<'a> {
     id: String,
     lane: &'static str,
     audiences: &'a [String],
-    subject: DelegationSubject<'a>,
+    subject: SubjectBody<'a>,
     expires_in: u64,
-}
-
-#[derive(Serialize)]
-struct DelegationSubject<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    oid: &'a str,
-    display: &'a str,
 }
 
 pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
@@ -99,11 +91,7 @@ pub async fn handle(parts: RequestParts, broker: Arc<Broker>) -> Response {
                         id: delegation.id.to_string(),
                         lane: delegation.lane.as_str(),
                         audiences: &delegation.audiences,
-                        subject: DelegationSubject {
-                            kind: delegation.subject.kind.as_str(),
-                            oid: delegation.subject.oid.as_str(),
-                            display: &delegation.subject.display,
-                        },
+                        subject: subject_of(delegation),
                         expires_in: delegation.expires_at.saturating_sub(now()),
                     },
                 })
